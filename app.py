@@ -1,0 +1,84 @@
+"""LLM Lab: assemble the app. Reads the configuration, builds one engine, one tab per task, queues and launches.
+
+    python app.py                 # http://127.0.0.1:7860
+    python app.py --help          # every flag; each has an environment variable too (see README)
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+
+import gradio as gr
+
+from engine import Engine, Settings
+
+log = logging.getLogger("llm_lab")
+
+# (tab title, module under apps/): each module has build(engine) -> gr.Blocks
+TABS = [
+    ("Text generation", "apps.generation"),
+    ("Translation", "apps.translation"),
+    ("Question answering", "apps.qa"),
+    ("Sentiment", "apps.sentiment"),
+    ("Speech to text", "apps.speech"),
+    ("Engine", "apps.engine_tab"),
+]
+
+INTRO = """# LLM Lab
+See how language models work: a **generative** model (GPT-type) predicts the next token with a softmax over its
+vocabulary; **discriminative** models (BERT-type) read the whole text and classify it or point at an answer span;
+encoder-decoders translate; Whisper turns speech into text. Every tab runs on one shared engine."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="LLM Lab: text generation, translation, QA, sentiment and speech.")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to bind (GRADIO_SERVER_NAME; default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                   help="port (GRADIO_SERVER_PORT; default 7860)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (LLM_LAB_DEVICE)")
+    p.add_argument("--dtype", help="auto | float32 | bfloat16 | float16 (LLM_LAB_DTYPE)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (LLM_LAB_THREADS)")
+    p.add_argument("--models", dest="models_file", help="JSON/TOML file adding or overriding models (LLM_LAB_MODELS)")
+    p.add_argument("--offline", action="store_true", default=None, help="never contact the hub (HF_HUB_OFFLINE=1)")
+    p.add_argument("--memory-budget-gb", type=float, help="memory for loaded models (LLM_LAB_MEMORY_BUDGET_GB)")
+    p.add_argument("--concurrency", type=int, help="model events run at once, all tabs (LLM_LAB_CONCURRENCY)")
+    p.add_argument("--queue-size", type=int, help="waiting events before 'busy' (LLM_LAB_QUEUE_SIZE)")
+    p.add_argument("--log-level", default=os.environ.get("LLM_LAB_LOG_LEVEL", "INFO"))
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # also for huggingface_hub and transformers themselves
+    budget = int(args.memory_budget_gb * 2**30) if args.memory_budget_gb else None
+    return Settings.from_env(device=args.device, dtype=args.dtype, threads=args.threads,
+                             models_file=args.models_file, memory_budget_bytes=budget,
+                             concurrency=args.concurrency, queue_size=args.queue_size)
+
+
+def build_app(engine: Engine) -> gr.Blocks:
+    """The whole UI: an introduction and one tab per task, each built by its module from the shared engine."""
+    with gr.Blocks(title="LLM Lab") as demo:
+        gr.Markdown(INTRO)
+        for title, module in TABS:
+            with gr.Tab(title):
+                importlib.import_module(module).build(engine).render()
+    demo.queue(default_concurrency_limit=engine.settings.concurrency, max_size=engine.settings.queue_size)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = Engine(settings_from(args))
+    log.info("device: %s", engine.policy.describe())
+    demo = build_app(engine)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=engine.settings.max_upload_bytes,
+                footer_links=["api", "settings"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The Engine tab: the device and precision with the reason for them, the models in memory (with an unload
+button), and every model the registry knows."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import Engine
+
+from .common import user_errors
+
+
+def status_markdown(engine: Engine) -> str:
+    s = engine.status()
+    used = sum(m.nbytes for m in s.loaded)
+    return (f"**Device:** `{s.device}` · **dtype:** `{s.dtype}` · **CPU threads:** {s.threads}  \n"
+            f"**Why:** {s.reason}  \n"
+            f"**AMX bf16 units:** {'yes' if s.amx else 'no'} · **Offline mode:** {'on' if s.offline else 'off'}  \n"
+            f"**Memory:** {used / 2**20:,.0f} MB of a {s.budget_bytes / 2**30:,.1f} GB budget in "
+            f"{len(s.loaded)} loaded model(s); the least recently used is unloaded beyond it.")
+
+
+def loaded_rows(engine: Engine) -> list[list]:
+    return [[m.name, m.task, m.family, round(m.nbytes / 2**20, 1), round(m.load_seconds, 2), m.served, m.pending,
+             round(m.idle_seconds)] for m in engine.status().loaded]
+
+
+def registry_rows(engine: Engine) -> list[list]:
+    loaded = {m.name for m in engine.status().loaded}
+    return [[s.name, s.task, s.family, s.source + (f"@{s.revision}" if s.revision else ""), s.license, s.size,
+             "yes" if s.default else "", "loaded" if s.name in loaded else ""] for s in
+            (engine.registry.get(n) for n in engine.registry.names())]
+
+
+LOADED_HEADERS = ["model", "task", "family", "memory (MB)", "load (s)", "requests served", "waiting", "idle (s)"]
+REGISTRY_HEADERS = ["model", "task", "family", "source", "licence", "size", "default", "state"]
+
+
+def build(engine: Engine) -> gr.Blocks:
+    with gr.Blocks() as tab:
+        gr.Markdown("One engine serves every tab: models load on first use, once, and share one memory budget.")
+        status = gr.Markdown(status_markdown(engine))
+        loaded = gr.Dataframe(loaded_rows(engine), headers=LOADED_HEADERS, label="Loaded models", interactive=False)
+        with gr.Row():
+            which = gr.Dropdown([r[0] for r in loaded_rows(engine)], label="Model to unload", scale=3,
+                                allow_custom_value=False)
+            unload = gr.Button("Unload", variant="stop", scale=1)
+            refresh = gr.Button("Refresh", scale=1)
+        registry = gr.Dataframe(registry_rows(engine), headers=REGISTRY_HEADERS, label="Registered models",
+                                interactive=False)
+
+        def snapshot():
+            names = [r[0] for r in loaded_rows(engine)]
+            return (status_markdown(engine), loaded_rows(engine), gr.Dropdown(choices=names, value=None),
+                    registry_rows(engine))
+
+        @user_errors
+        def do_unload(name: str | None):
+            if not name:
+                raise gr.Error("Pick a loaded model to unload.")
+            if not engine.unload(name):
+                gr.Warning(f"{name} was not loaded.")
+            return snapshot()
+
+        outputs = [status, loaded, which, registry]
+        refresh.click(snapshot, None, outputs, api_name="engine_status", queue=False)
+        unload.click(do_unload, which, outputs, api_name="unload_model")
+        tab.load(snapshot, None, outputs, api_visibility="private", queue=False)
+    return tab

@@ -1,0 +1,140 @@
+"""The engine: settings, the device policy, the registry and the model cache, with one method per task.
+
+Each task lives in its own module under ``engine/tasks/`` with the same shape: a ``load(spec, files, engine)``
+that returns a served model (prepare inputs, run the model on a batch, turn outputs into results; only the middle
+step touches the device), and the public functions that the methods below expose. ``Engine`` only wires them up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import threading
+import weakref
+from typing import Any, Callable
+
+from .cache import LoadedInfo, ModelCache, Served
+from .config import Settings
+from .device import DevicePolicy, choose_device, cpu_has_amx
+from .errors import ModelLoadError, EngineError
+from .registry import ModelSpec, Registry, canonical_task
+from .sources import resolve_files
+from .worker import Progress, Request
+
+log = logging.getLogger(__name__)
+
+#: architecture family -> the task module that loads and serves it
+FAMILY_MODULES: dict[str, str] = {
+    "causal-lm": "engine.tasks.generation",
+    "marian": "engine.tasks.translation",
+    "m2m100": "engine.tasks.translation",
+    "nllb": "engine.tasks.translation",
+    "extractive-qa": "engine.tasks.qa",
+    "sequence-classification": "engine.tasks.sentiment",
+    "whisper": "engine.tasks.speech",
+    "sentence-encoder": "engine.tasks.embedding",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineStatus:
+    """What the Engine tab shows."""
+
+    device: str
+    dtype: str
+    reason: str
+    threads: int
+    amx: bool
+    offline: bool
+    budget_bytes: int
+    loaded: tuple[LoadedInfo, ...]
+
+
+def _task_api(module: str, function: str) -> Callable:
+    """An Engine method that calls ``module.function(engine, ...)``. The task module is imported on first use, so
+    ``import engine`` stays light; ``help(engine.tasks.<task>.<function>)`` documents the arguments."""
+
+    def method(self: "Engine", *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), function)(self, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = function
+    method.__doc__ = f"``{module}.{function}(engine, ...)``: see that function for the arguments and the result."
+    return method
+
+
+class Engine:
+    """One shared engine for every tab (and for notebooks): ``Engine().generate("Once upon a time")``."""
+
+    def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.registry = registry or Registry.with_overrides(self.settings.models_file)
+        self.policy: DevicePolicy = choose_device(self.settings.device, self.settings.dtype, self.settings.threads)
+        self.models = ModelCache(self._load, self.settings.memory_budget_bytes, max_batch=self.settings.max_batch,
+                                 queue_size=self.settings.queue_size)
+        self._requests: "weakref.WeakValueDictionary[int, Request]" = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    # --- the shared machinery -------------------------------------------------------------------------------
+    def spec(self, task: str, model: str | None = None) -> ModelSpec:
+        """The registry entry for ``model`` (or the task's default); unknown names list what exists."""
+        return self.registry.resolve(canonical_task(task), model)
+
+    def _load(self, spec: ModelSpec) -> Served:
+        module = importlib.import_module(FAMILY_MODULES[spec.family]) if spec.family in FAMILY_MODULES else None
+        if module is None:
+            raise ModelLoadError(f"Model {spec.name!r}: no runtime serves the family {spec.family!r}; known families: "
+                                 f"{', '.join(FAMILY_MODULES)}.")
+        files = resolve_files(spec, self.settings)
+        try:
+            return module.load(spec, files, self)
+        except EngineError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError) as e:  # corrupt or incompatible files
+            log.exception("loading %s from %s failed", spec.name, files)
+            raise ModelLoadError(f"Model {spec.name!r} could not be loaded from {files}: {e}. The files may be "
+                                 "incomplete or corrupt: download them again.") from e
+
+    def served(self, task: str, model: str | None = None) -> Served:
+        """The loaded model (loading it on first use), for code that needs the model object itself."""
+        return self.models.get(self.spec(task, model)).served
+
+    def submit(self, task: str, model: str | None, payload: Any, progress: Progress | None = None) -> Request:
+        """Queue ``payload`` for the model's worker; returns the :class:`Request` (result, events, cancel)."""
+        loaded = self.models.get(self.spec(task, model))
+        request = loaded.worker.submit(payload, progress)
+        self._requests[request.id] = request
+        return request
+
+    def run(self, task: str, model: str | None, payload: Any, progress: Progress | None = None) -> Any:
+        """Submit and wait for the result."""
+        return self.submit(task, model, payload, progress).result()
+
+    def cancel(self, request_id: int) -> bool:
+        """Cancel a request by id (the UI's Stop button); False when it is already gone."""
+        request = self._requests.get(request_id)
+        if request is None:
+            return False
+        request.cancel()
+        return True
+
+    def unload(self, model: str) -> bool:
+        """Unload a model by name; it loads again on next use."""
+        return self.models.unload(model)
+
+    def close(self) -> None:
+        self.models.unload_all()
+
+    def status(self) -> EngineStatus:
+        p = self.policy
+        return EngineStatus(p.device, p.dtype_name, p.reason, p.threads, cpu_has_amx(), self.settings.offline,
+                            self.settings.memory_budget_bytes, tuple(self.models.info()))
+
+    # --- one method per task (each documented in its module) -------------------------------------------------
+    generate = _task_api("engine.tasks.generation", "generate")
+    stream = _task_api("engine.tasks.generation", "stream")
+    next_token = _task_api("engine.tasks.generation", "next_token")
+    translate = _task_api("engine.tasks.translation", "translate")
+    answer = _task_api("engine.tasks.qa", "answer")
+    classify = _task_api("engine.tasks.sentiment", "classify")
+    transcribe = _task_api("engine.tasks.speech", "transcribe")
+    embed = _task_api("engine.tasks.embedding", "embed")

@@ -1,0 +1,109 @@
+"""Device and dtype policy, decided in one place with a reason a person can read.
+
+``auto`` picks CUDA (bf16 where the GPU supports it, else fp16), then Apple MPS (fp16), then the CPU (fp32).
+On a CPU with AMX matrix units (``amx_bf16`` in /proc/cpuinfo) bf16 is several times faster for encoders,
+but it changes results slightly, so it is offered as a measured option rather than assumed: see
+:func:`cpu_features` and the benchmarks under ``bench/``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class DevicePolicy:
+    """Where models run and in which precision, with the reason for the choice."""
+
+    device: str  # "cpu", "cuda", "cuda:1", "mps"
+    dtype: torch.dtype
+    reason: str
+    threads: int
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def describe(self) -> str:
+        return f"{self.device} · {self.dtype_name} · {self.threads} CPU threads — {self.reason}"
+
+
+@lru_cache(maxsize=1)
+def cpu_features() -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_amx() -> bool:
+    """True when the CPU has AMX bf16 tile units (Intel Sapphire Rapids and later)."""
+    return "amx_bf16" in cpu_features()
+
+
+def _parse_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+            "float16": torch.float16, "fp16": torch.float16}[name]
+
+
+def choose_device(device: str = "auto", dtype: str = "auto", threads: int | None = None) -> DevicePolicy:
+    """Decide the device and dtype. ``device`` and ``dtype`` come from the settings (``LLM_LAB_DEVICE``,
+    ``LLM_LAB_DTYPE`` or the command line); an explicit choice that cannot be honoured raises ValueError."""
+    from .errors import InvalidOptionsError
+
+    if device.split(":")[0] not in DEVICES:
+        raise InvalidOptionsError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    if dtype not in DTYPES and dtype not in ("fp32", "bf16", "fp16"):
+        raise InvalidOptionsError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+    if threads:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            device, why = "cuda", f"CUDA GPU found: {torch.cuda.get_device_name(0)}"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device, why = "mps", "Apple GPU (MPS) found"
+        else:
+            device, why = "cpu", "no GPU found"
+    else:
+        why = "set by configuration"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InvalidOptionsError("Device 'cuda' was requested but no CUDA GPU is visible; use --device auto or cpu.")
+        if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InvalidOptionsError("Device 'mps' was requested but Apple MPS is not available; use --device auto or cpu.")
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            if torch.cuda.is_bf16_supported():
+                chosen, dwhy = torch.bfloat16, "bf16 (the GPU supports it)"
+            else:
+                chosen, dwhy = torch.float16, "fp16 (the GPU has no bf16)"
+        elif device == "mps":
+            chosen, dwhy = torch.float16, "fp16 on MPS"
+        else:
+            amx = " (this CPU has AMX bf16 units: --dtype bfloat16 is faster, with slightly different results)" \
+                if cpu_has_amx() else ""
+            chosen, dwhy = torch.float32, "fp32 on the CPU, exact" + amx
+    else:
+        chosen, dwhy = _parse_dtype(dtype), "dtype set by configuration"
+        if device == "cpu" and chosen == torch.float16:
+            log.warning("float16 on the CPU is slow and imprecise; bfloat16 or float32 is better there")
+
+    policy = DevicePolicy(device=device, dtype=chosen, reason=f"{why}; {dwhy}", threads=threads)
+    log.info("device policy: %s", policy.describe())
+    return policy
+

