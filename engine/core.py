@@ -13,11 +13,13 @@ import threading
 import weakref
 from typing import Any, Callable
 
+from safetensors import SafetensorError
+
 from .cache import LoadedInfo, ModelCache, Served
 from .config import Settings
 from .device import DevicePolicy, choose_device, cpu_has_amx
 from .errors import ModelLoadError, EngineError
-from .registry import ModelSpec, Registry, canonical_task
+from .registry import ModelSpec, Registry, canonical_task, custom_spec
 from .sources import resolve_files
 from .worker import Progress, Request
 
@@ -76,8 +78,14 @@ class Engine:
 
     # --- the shared machinery -------------------------------------------------------------------------------
     def spec(self, task: str, model: str | None = None) -> ModelSpec:
-        """The registry entry for ``model`` (or the task's default); unknown names list what exists."""
-        return self.registry.resolve(canonical_task(task), model)
+        """The registry entry for ``model`` (or the task's default); unknown names list what exists. When the operator
+        allows custom models, an unregistered ``hub:OWNER/NAME`` or ``path:/folder`` is a model of the task's family."""
+        task = canonical_task(task)
+        if model and self.settings.allow_custom_models and model not in self.registry.names():
+            custom = custom_spec(task, model)
+            if custom is not None:
+                return custom
+        return self.registry.resolve(task, model)
 
     def _load(self, spec: ModelSpec) -> Served:
         module = importlib.import_module(FAMILY_MODULES[spec.family]) if spec.family in FAMILY_MODULES else None
@@ -89,7 +97,7 @@ class Engine:
             return module.load(spec, files, self)
         except EngineError:
             raise
-        except (OSError, ValueError, RuntimeError, KeyError) as e:  # corrupt or incompatible files
+        except (OSError, ValueError, RuntimeError, KeyError, IndexError, SafetensorError) as e:  # corrupt files
             log.exception("loading %s from %s failed", spec.name, files)
             raise ModelLoadError(f"Model {spec.name!r} could not be loaded from {files}: {e}. The files may be "
                                  "incomplete or corrupt: download them again.") from e
