@@ -65,7 +65,7 @@ def build_app(engine: Engine) -> gr.Blocks:
         gr.Markdown(INTRO)
         for title, module in TABS:
             with gr.Tab(title):
-                importlib.import_module(module).build(engine).render()
+                importlib.import_module(module).build(engine)  # built in the Tab, it renders there (once)
     demo.queue(default_concurrency_limit=engine.settings.concurrency, max_size=engine.settings.queue_size)
     return demo
 

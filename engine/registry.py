@@ -41,6 +41,12 @@ TASK_ALIASES = {"generation": "text-generation", "generate": "text-generation", 
                 "qa": "question-answering", "classification": "sentiment", "asr": "speech-to-text",
                 "transcription": "speech-to-text", "whisper": "speech-to-text", "embeddings": "embedding"}
 SOURCE_KINDS = ("packaged", "hub", "path", "whisper")
+#: the family a task's models usually are: what a custom model named by its source loads as (see :func:`custom_spec`)
+TASK_FAMILIES: dict[str, str] = {
+    "text-generation": "causal-lm", "translation": "marian", "question-answering": "extractive-qa",
+    "sentiment": "sequence-classification", "speech-to-text": "whisper", "embedding": "sentence-encoder",
+}
+CUSTOM_KINDS = ("hub", "path")  # sources a custom model may be named by
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +157,18 @@ def canonical_task(task: str) -> str:
     if task not in TASKS:
         raise UnknownModelError(task, list(TASKS), what="task")
     return task
+
+
+def custom_spec(task: str, source: str) -> ModelSpec | None:
+    """An unregistered model named by its source, ``hub:OWNER/NAME`` or ``path:/a/folder``, as a model of the task's
+    usual family; None when ``source`` is not of that form. Only for operators who allow custom models
+    (``LLM_LAB_ALLOW_CUSTOM_MODELS``): a path loads any folder on the server."""
+    kind, sep, where = source.partition(":")
+    if not sep or kind not in CUSTOM_KINDS or not where.strip():
+        return None
+    task = canonical_task(task)
+    return ModelSpec(source, task, TASK_FAMILIES[task], source,
+                     description="A custom model, loaded by its source (the operator allows custom models).")
 
 
 class Registry:
