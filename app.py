@@ -9,6 +9,8 @@ import argparse
 import importlib
 import logging
 import os
+import signal
+import sys
 
 import gradio as gr
 
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(settings_from(args))
     log.info("device: %s", engine.policy.describe())
     demo = build_app(engine)
+    # A service manager stops us with SIGTERM: exit normally, so that clean-up (the downloads folder) runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=engine.settings.max_upload_bytes,
                 footer_links=["api", "settings"])
 

@@ -2,9 +2,14 @@
 for model work."""
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
@@ -66,3 +71,33 @@ def model_label(engine: Engine, task: str, name: str | None) -> str:
     """One line that says honestly what model answered and what it is."""
     spec = engine.spec(task, name)
     return f"**{spec.name}** — {spec.description} ({spec.size}; licence {spec.license})"
+
+
+class Downloads:
+    """Files offered for download, in one folder per app process that is removed when the app exits. Gradio serves a
+    copy from its own cache, so only the newest ``keep`` downloads are kept here; older ones are removed as new ones
+    come."""
+
+    def __init__(self, keep: int = 32) -> None:
+        self.keep = keep
+        self.root = Path(tempfile.mkdtemp(prefix="llm-lab-downloads-"))
+        self._lock = threading.Lock()
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+
+    def folder(self) -> Path:
+        """A new, empty folder for one download (a file keeps its user-facing name inside it)."""
+        with self._lock:
+            old = sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime)
+            for stale in old[:max(0, len(old) - self.keep + 1)]:
+                shutil.rmtree(stale, ignore_errors=True)
+            return Path(tempfile.mkdtemp(dir=self.root))
+
+    def write_text(self, name: str, text: str) -> str:
+        """Write ``text`` (UTF-8) as a file called ``name``; returns its path for a ``gr.File``."""
+        path = self.folder() / name
+        path.write_text(text, encoding="utf-8", newline="")
+        return str(path)
+
+
+#: the one downloads folder of this process, shared by every tab
+DOWNLOADS = Downloads()

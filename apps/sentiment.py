@@ -6,8 +6,6 @@ Public endpoint: ``/classify`` (``text``) -> the label distribution.
 from __future__ import annotations
 
 import contextvars
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -18,7 +16,7 @@ from engine.tasks.sentiment import (LLM, Batch, Classification, Explanation, cla
                                     texts_from_csv, texts_from_lines)
 from engine.tasks.translation import read_text_file
 
-from .common import model_work, user_errors
+from .common import DOWNLOADS, model_work, user_errors
 
 LLM_CHOICE = ("Instruct LLM (zero-shot)", LLM)
 BATCH_HEADERS = ["row", "text", "label", "score"]
@@ -45,10 +43,7 @@ def counts_frame(batch: Batch) -> pd.DataFrame:
 
 
 def write_csv(batch: Batch) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="llm-lab-sentiment-"))
-    path = folder / "sentiment.csv"
-    path.write_text(batch.to_csv(), encoding="utf-8", newline="")
-    return str(path)
+    return DOWNLOADS.write_text("sentiment.csv", batch.to_csv())
 
 
 def read_upload(path: str | None, max_bytes: int) -> str:

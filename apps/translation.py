@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +20,7 @@ from engine import Engine, InvalidInputError
 from engine import scoring
 from engine.tasks import translation as mt
 
-from .common import model_work, user_errors
+from .common import DOWNLOADS, model_work, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +106,7 @@ def score_rows(report: scoring.ScoreReport) -> list[list]:
 
 def write_download(text: str, stem: str, target: str) -> str:
     """The translation as a UTF-8 file the browser can download."""
-    folder = Path(tempfile.mkdtemp(prefix="llm-lab-translation-"))
-    path = folder / f"{stem or 'translation'}.{target}.txt"
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    return str(path)
+    return DOWNLOADS.write_text(f"{stem or 'translation'}.{target}.txt", text if text.endswith("\n") else text + "\n")
 
 
 def score_texts(hypotheses: str, references: str, target_lang: str) -> scoring.ScoreReport:
