@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any, Callable, Hashable, Protocol
 
+import torch
+
 from .registry import ModelSpec
 from .worker import Request, Worker
 
@@ -35,6 +37,8 @@ def module_nbytes(*modules: Any) -> int:
     for module in modules:
         tensors = list(module.parameters()) + list(module.buffers())
         for t in tensors:
+            if t.layout != torch.strided:  # sparse buffers (whisper's alignment heads) are tiny and have no data_ptr
+                continue
             if t.data_ptr() not in seen:
                 seen.add(t.data_ptr())
                 total += t.numel() * t.element_size()

@@ -16,9 +16,6 @@ from ui import field, open_tab, press, wait_for_text
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.xfail(strict=True, reason="apps/translation.py write_download, apps/sentiment.py write_csv and "
-                                       "apps/speech.py subtitle_files each make a tempfile.mkdtemp() folder per "
-                                       "request that nothing removes (gradio serves a copy from its own cache)")
 def test_download_files_do_not_outlive_the_app(page, app, tmp_path):
     open_tab(page, "Translation")
     field(page, "Text").fill("The weather is nice today.")
