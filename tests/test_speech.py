@@ -446,17 +446,19 @@ def test_the_tab_relays_progress_and_writes_the_four_downloads(tiny: Engine, one
                                      lambda fraction, desc: seen.append((fraction, desc)))
     assert t.model == "tiny-whisper" and seen and seen[-1][0] == 1.0
 
-    monkeypatch.setattr(speech_tab, "KEEP_DOWNLOADS", 2)
+    from apps.common import Downloads
+
+    downloads = Downloads(keep=2)
+    monkeypatch.setattr(speech_tab, "DOWNLOADS", downloads)
     segments = (speech.Segment(0.0, 1.5, "Hello there."), speech.Segment(1.5, 2.0, "<b>Bold</b> & more"))
     spoken = dataclasses.replace(t, segments=segments, text="Hello there. <b>Bold</b> & more", no_speech=False)
-    downloads = speech_tab.Downloads()
     for _ in range(3):
-        files = [Path(f) for f in downloads.write(spoken, str(path))]
+        files = [Path(f) for f in speech_tab.subtitle_files(spoken, str(path))]
     assert [f.name for f in files] == [f"my_talk_final.{x}" for x in ("srt", "vtt", "txt", "json")]
     assert parse_srt(files[0].read_text()) == list(segments) == parse_vtt(files[1].read_text())
     assert json.loads(files[3].read_text())["language"] == t.language
     assert len(list(downloads.root.iterdir())) == 2  # older transcripts' files are removed
-    assert downloads.write(dataclasses.replace(t, segments=(), no_speech=True), str(path)) == []
+    assert speech_tab.subtitle_files(dataclasses.replace(t, segments=(), no_speech=True), str(path)) == []
 
 
 # --- the real packaged models -----------------------------------------------------------------------------------------
