@@ -1,0 +1,716 @@
+"""Text generation with a causal (GPT-type) language model, and the next-token lens.
+
+A language model gives, for a context, a probability for every token of its vocabulary: P(w | context) =
+softmax(logits). Generation repeats one step: reshape that distribution (repetition penalty, temperature, top-k,
+top-p), pick a token (the most likely one when temperature is 0, else a draw), append it, and go again.
+
+Three pieces, each small:
+
+- :func:`~engine.tasks.sampling.sample_next_token` (in ``sampling.py``) is pure: logits and options in, token ids
+  out. Each row draws from its own ``torch.Generator``, so a seed gives the same text whatever else shares the batch.
+- :class:`CausalLM` serves one model. ``run_batch`` decodes every request together, one forward pass per step, with a
+  KV cache, left padding, an attention mask and explicit position ids. Each row keeps its own options, seed and stop
+  criteria; finished or cancelled rows leave the batch at once (their cache rows are dropped), and a request that
+  arrives while a batch is decoding joins it at the next step (continuous batching, see :meth:`CausalLM.offer`).
+- :func:`generate`, :func:`stream` and :func:`next_token` are the public API (``engine.generate(...)`` and so on).
+
+    >>> result = engine.generate("The capital of France is", max_new_tokens=8, temperature=0)
+    >>> result.text, result.finish_reason, [round(t.prob, 2) for t in result.tokens]
+    >>> lens = engine.next_token("The capital of France is", top_k=5)
+    >>> [(t.token, round(t.prob, 3)) for t in lens.top], lens.other
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import secrets
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Hashable, Sequence
+
+import numpy as np
+import torch
+
+from ..cache import module_nbytes
+from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
+from ..registry import ModelSpec
+from ..worker import Request
+from .common import check_text
+from .sampling import apply_repetition_penalty, entropy_bits, reshaped_distribution, sample_next_token
+
+if TYPE_CHECKING:
+    from ..core import Engine
+
+log = logging.getLogger(__name__)
+
+TASK = "text-generation"
+MAX_NEW_TOKENS = 2048  # the most tokens one request may ask for (the model's context may allow fewer)
+MAX_STOP_SEQUENCES = 8
+MAX_STOP_CHARS = 100
+MAX_TOP_K = 1000  # beyond this, top-k changes nothing visible; use 0 to turn it off
+ALTERNATIVES = 5  # runner-up tokens recorded at each step
+FINISH_REASONS = ("length", "stop", "eos", "cancelled")
+
+
+# --- options and results ------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class GenerationOptions:
+    """How to pick each next token. Per-call changes: ``dataclasses.replace(options, temperature=0)``."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.7  # 0 = greedy: always the most likely token
+    top_k: int = 50  # keep the k most likely tokens; 0 = off
+    top_p: float = 0.95  # keep the smallest set of tokens whose probability adds up to p; 1 = off
+    repetition_penalty: float = 1.1  # >1 makes tokens already in the text less likely; 1 = off
+    stop: tuple[str, ...] = ()  # stop before the first of these strings (it is not part of the text)
+    seed: int | None = None  # same seed and options, same text; None = a fresh seed (reported in the result)
+
+    def __post_init__(self) -> None:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        object.__setattr__(self, "stop", stop)
+        for name in ("max_new_tokens", "top_k", "seed"):
+            object.__setattr__(self, name, _whole(name, getattr(self, name)))
+        _verify_options(self)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def _whole(name: str, value: Any) -> Any:
+    """Integral floats (sliders and JSON send 24.0) as ints; anything else fractional is refused."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise InvalidOptionsError(f"{name} must be a whole number, got {value!r}.")
+
+
+def _verify_options(o: GenerationOptions) -> None:
+    """Every option's range, checked in one place; each message says what to choose instead."""
+    if name := next((n for n in ("temperature", "top_p", "repetition_penalty")
+                     if not isinstance(getattr(o, n), (int, float)) or isinstance(getattr(o, n), bool)
+                     or not math.isfinite(getattr(o, n))), None):
+        raise InvalidOptionsError(f"{name} must be a number, got {getattr(o, name)!r}.")
+    if o.max_new_tokens is None or not 1 <= o.max_new_tokens <= MAX_NEW_TOKENS:
+        raise InvalidOptionsError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {o.max_new_tokens}.")
+    if not 0 <= o.temperature <= 5:
+        raise InvalidOptionsError(f"temperature must be between 0 (greedy) and 5, got {o.temperature}. "
+                                  "Around 0.7 is usual; higher is more random.")
+    if o.top_k is None or not 0 <= o.top_k <= MAX_TOP_K:
+        raise InvalidOptionsError(f"top_k must be between 0 (off) and {MAX_TOP_K}, got {o.top_k}.")
+    if not 0 < o.top_p <= 1:
+        raise InvalidOptionsError(f"top_p must be above 0 and at most 1 (1 = off), got {o.top_p}.")
+    if not 1 <= o.repetition_penalty <= 3:
+        raise InvalidOptionsError(f"repetition_penalty must be between 1 (off) and 3, got {o.repetition_penalty}. "
+                                  "1.1 to 1.3 is usual.")
+    if len(o.stop) > MAX_STOP_SEQUENCES:
+        raise InvalidOptionsError(f"At most {MAX_STOP_SEQUENCES} stop sequences, got {len(o.stop)}.")
+    for s in o.stop:
+        if not isinstance(s, str) or not s or len(s) > MAX_STOP_CHARS:
+            raise InvalidOptionsError(f"Each stop sequence must be text of 1 to {MAX_STOP_CHARS} characters; "
+                                      f"got {s!r}.")
+    if o.seed is not None and not 0 <= o.seed < 2**63:
+        raise InvalidOptionsError(f"seed must be a whole number from 0 to 2**63 - 1 (or empty for a random one), "
+                                  f"got {o.seed}.")
+
+
+def make_options(options: GenerationOptions | None = None, **overrides: Any) -> GenerationOptions:
+    """``options`` (or the defaults) with ``overrides`` applied; an unknown name lists the known ones."""
+    fields = {f.name for f in dataclasses.fields(GenerationOptions)}
+    if unknown := sorted(set(overrides) - fields):
+        raise InvalidOptionsError(f"Unknown generation option(s) {', '.join(unknown)}; the options are "
+                                  f"{', '.join(sorted(fields))}.")
+    return dataclasses.replace(options or GenerationOptions(), **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Alternative:
+    token_id: int
+    token: str
+    prob: float  # the model's probability (temperature 1, before any reshaping)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenStep:
+    """One generated token and what the model thought at that step."""
+
+    index: int  # 0 for the first generated token
+    token_id: int
+    token: str  # the token on its own, decoded
+    text: str  # the text this step adds to the output (may be empty: half a character, or held back by a stop)
+    prob: float  # the model's probability of this token (temperature 1, before penalties and filters)
+    entropy: float  # bits: 0 = the model was certain; log2(vocabulary) = it had no idea
+    alternatives: tuple[Alternative, ...]  # the model's most likely tokens at this step, best first
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    model: str
+    text: str
+    tokens: tuple[TokenStep, ...]
+    finish_reason: str  # "length" | "stop" | "eos" | "cancelled"
+    prompt_tokens: int  # tokens the model read (after the chat template, after any cut)
+    chat: bool  # whether the chat template was applied
+    seed: int | None  # the seed used (None when greedy): pass it back to get the same text
+    options: GenerationOptions
+    notes: tuple[str, ...] = ()  # what the engine changed about the request, e.g. a prompt cut to fit the context
+    seconds: float = 0.0  # from the prompt's forward pass to the last token (not the time queued)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return len(self.tokens) / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenProb:
+    token_id: int
+    token: str
+    prob: float  # the model's probability (temperature 1)
+    reshaped: float  # after temperature, top-k and top-p: the probability it would be sampled with
+
+
+@dataclasses.dataclass(frozen=True)
+class NextTokenDistribution:
+    """P(next token | prompt), before and after temperature / top-k / top-p reshape it."""
+
+    model: str
+    prompt_tokens: int
+    top: tuple[TokenProb, ...]  # the most likely tokens, best first
+    other: float  # the model's probability mass outside ``top``
+    other_reshaped: float  # the same after reshaping (0 once top-k keeps no more tokens than are shown)
+    entropy: float  # bits, of the model's distribution
+    entropy_reshaped: float  # bits, after reshaping
+    temperature: float
+    top_k: int
+    top_p: float
+    probs: np.ndarray  # (vocab,) float32, the model's distribution; sums to 1
+    reshaped_probs: np.ndarray  # (vocab,) float32, after reshaping; sums to 1
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (without the two full-vocabulary arrays)."""
+        return {"model": self.model, "prompt_tokens": self.prompt_tokens,
+                "tokens": [dataclasses.asdict(t) for t in self.top], "other": self.other,
+                "other_reshaped": self.other_reshaped, "entropy": self.entropy,
+                "entropy_reshaped": self.entropy_reshaped, "temperature": self.temperature, "top_k": self.top_k,
+                "top_p": self.top_p, "vocab_size": int(self.probs.shape[0]), "notes": list(self.notes)}
+
+
+# --- the served model -------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A prompt turned into the token ids the model reads."""
+
+    ids: tuple[int, ...]
+    chat: bool
+    notes: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationPayload:
+    prepared: Prepared
+    options: GenerationOptions
+    seed: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LensPayload:
+    prepared: Prepared
+    options: GenerationOptions  # temperature, top_k, top_p
+    show: int
+
+
+class _Detokenizer:
+    """Incremental decoding: the new text of each step, without re-decoding the whole output each time. It decodes
+    from a few tokens back (sentencepiece drops a leading space at the start of a decode) and holds back a
+    half-finished multi-byte character until the next token completes it."""
+
+    def __init__(self, tokenizer: Any, prompt_tail: Sequence[int], lock: threading.Lock) -> None:
+        self.tokenizer, self.lock = tokenizer, lock
+        self.ids = list(prompt_tail)
+        self.prefix, self.read = 0, len(self.ids)
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        with self.lock:
+            before = self.tokenizer.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
+            after = self.tokenizer.decode(self.ids[self.prefix:], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix, self.read = self.read, len(self.ids)
+            return after[len(before):]
+        return ""
+
+
+def stop_holdback(text: str, stops: Sequence[str]) -> int:
+    """How many characters at the end of ``text`` could be the start of a stop sequence (not shown yet)."""
+    best = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:k]):
+                best = k
+                break
+    return best
+
+
+class _Row:
+    """One request's decoding state."""
+
+    def __init__(self, request: Request, served: "CausalLM") -> None:
+        payload: GenerationPayload = request.payload
+        self.request, self.options, self.served = request, payload.options, served
+        self.prompt = payload.prepared
+        self.generator = torch.Generator().manual_seed(payload.seed) if payload.seed is not None else None
+        self.penalty = float(self.options.repetition_penalty)
+        self.detok = _Detokenizer(served.tokenizer, payload.prepared.ids[-6:], served.tokenizer_lock)
+        self.steps: list[TokenStep] = []
+        self.text, self.shown = "", 0
+        self.finish: str | None = None
+        self.started = time.perf_counter()
+
+    @property
+    def sampling_key(self) -> tuple:
+        return self.options.temperature, self.options.top_k, self.options.top_p
+
+    def add(self, token_id: int, prob: float, entropy: float, alternatives: tuple[Alternative, ...]) -> None:
+        """Append a token: update the text, check the stop criteria, and stream the step."""
+        o, stops = self.options, self.options.stop
+        before = len(self.text)
+        self.text += self.detok.add(token_id)
+        if stops:  # search only where a stop could end in the new text
+            start = max(0, before - max(map(len, stops)) + 1)
+            hits = [i for i in (self.text.find(s, start) for s in stops) if i >= 0]
+            if hits:
+                self.text, self.finish = self.text[:min(hits)], "stop"
+        if self.finish is None and token_id in self.served.eos_ids:
+            self.finish = "eos"
+        elif self.finish is None and len(self.steps) + 1 >= o.max_new_tokens:
+            self.finish = "length"
+        visible = len(self.text) if self.finish else len(self.text) - stop_holdback(self.text, stops)
+        piece, self.shown = self.text[self.shown:visible], max(self.shown, visible)
+        step = TokenStep(len(self.steps), token_id, self.served.token_text(token_id), piece, prob, entropy,
+                         alternatives)
+        self.steps.append(step)
+        self.request.emit(step)
+
+    def result(self) -> GenerationResult:
+        payload: GenerationPayload = self.request.payload
+        return GenerationResult(self.served.spec.name, self.text, tuple(self.steps), self.finish or "cancelled",
+                                len(self.prompt.ids), self.prompt.chat, payload.seed, self.options,
+                                self.prompt.notes, time.perf_counter() - self.started)
+
+
+class CausalLM:
+    """A causal language model and its tokenizer, serving generation and lens requests in batches."""
+
+    def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype, max_batch: int = 16) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.spec, self.device, self.max_batch = spec, device, max_batch
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+        self.nbytes = module_nbytes(self.model)
+        config, gen = self.model.config, self.model.generation_config
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        limits = [getattr(config, "max_position_embeddings", None), getattr(config, "n_positions", None),
+                  getattr(self.tokenizer, "model_max_length", None)]
+        self.context = min(int(n) for n in limits if n and n < 10**7) if any(limits) else 2048
+        eos = gen.eos_token_id if gen is not None else None
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = frozenset(i for i in [*eos, self.tokenizer.eos_token_id] if i is not None)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        self.has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        self.tokenizer_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
+        self._token_text: dict[int, str] = {}
+        # continuous batching: requests offered here may join a batch that is already decoding
+        self._inbox: list[Request] = []
+        self._claimed: "weakref.WeakSet[Request]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._running: list[_Row] = []  # the rows decoding now, to fail them all if the model fails
+        self.peak_rows = 0  # the most rows decoded together so far (for tests and benchmarks)
+
+    # prepare (the caller's thread) ------------------------------------------------------------------------------------
+    def prepare(self, prompt: str, max_new_tokens: int, chat: bool | None = None,
+                system_prompt: str | None = None) -> Prepared:
+        """Token ids for ``prompt``: through the chat template in chat mode, cut from the left to fit the context."""
+        name, notes = self.spec.name, []
+        use_chat = (self.spec.chat and self.has_template) if chat is None else bool(chat)
+        if use_chat and not self.has_template:
+            raise InvalidOptionsError(f"{name} has no chat template: it is a base model that continues text. Turn "
+                                      "chat mode off, or pick an instruct model.")
+        with self.tokenizer_lock:
+            if use_chat:
+                messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+                messages.append({"role": "user", "content": prompt})
+                text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                ids = self.tokenizer.encode(text, add_special_tokens=False)
+            else:
+                ids = self.tokenizer.encode(prompt)
+        if system_prompt and not use_chat:
+            notes.append("The system prompt was not used: it only applies in chat mode.")
+        if max_new_tokens >= self.context:
+            raise InvalidOptionsError(f"max_new_tokens ({max_new_tokens}) must be less than {name}'s context of "
+                                      f"{self.context} tokens, which also holds the prompt; choose at most "
+                                      f"{self.context - 1}.")
+        room = self.context - max_new_tokens
+        if len(ids) > room:
+            notes.append(f"The prompt was cut to its last {room} tokens (it had {len(ids)}): {name} reads at most "
+                         f"{self.context} tokens, and {max_new_tokens} are kept for the new text.")
+            ids = ids[-room:]
+        if not ids:
+            raise InvalidInputError("The prompt gave no tokens to read; type some text.")
+        return Prepared(tuple(ids), use_chat, tuple(notes))
+
+    def token_text(self, token_id: int) -> str:
+        text = self._token_text.get(token_id)
+        if text is None:
+            with self.tokenizer_lock:
+                text = self._token_text[token_id] = self.tokenizer.decode([token_id])
+        return text
+
+    # the worker's thread ---------------------------------------------------------------------------------------------
+    def batch_key(self, payload: Any) -> Hashable:
+        return None  # options are per row: any requests can share a batch
+
+    def offer(self, request: Request) -> None:
+        """Let ``request`` join the batch that is decoding now, at its next step, instead of waiting for the whole
+        batch to end. The worker still dispatches it later; :meth:`run_batch` then skips it as already served."""
+        with self._lock:
+            self._inbox.append(request)
+
+    def _claim(self, request: Request) -> bool:
+        """True exactly once per request: whoever claims it first (the worker's batch or a join) serves it."""
+        with self._lock:
+            if request in self._claimed or request.future.done():
+                return False
+            self._claimed.add(request)
+            return True
+
+    def _take_offered(self, room: int) -> list[Request]:
+        with self._lock:
+            offered, self._inbox = self._inbox, []
+        taken = []
+        for request in offered:
+            if len(taken) < room:
+                if self._claim(request):
+                    taken.append(request)
+            elif not request.future.done():
+                with self._lock:
+                    self._inbox.append(request)  # no room now: a later step, or the worker, serves it
+        return taken
+
+    def run_batch(self, requests: list[Request]) -> None:
+        requests = [r for r in requests if self._claim(r)]
+        with self._lock:  # forget offers that were served, whether or not this model could let them join
+            self._inbox = [r for r in self._inbox if r not in self._claimed and not r.future.done()]
+        with torch.inference_mode():
+            self._decode(self._admit(requests))
+
+    def _admit(self, requests: list[Request]) -> list[_Row]:
+        """Lens requests are answered at once; generation requests become rows."""
+        lens = [r for r in requests if isinstance(r.payload, LensPayload)]
+        if lens:
+            self._lens(lens)
+        rows = []
+        for r in requests:
+            if isinstance(r.payload, GenerationPayload):
+                if r.cancelled:
+                    r.finish(_Row(r, self).result())
+                else:
+                    rows.append(_Row(r, self))
+        return rows
+
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                 cache: Any) -> torch.Tensor:
+        """One forward pass on the device: input_ids (B, T) -> next-token logits (B, V) in float32."""
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                         use_cache=cache is not None, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def _prefill(self, prompts: list[Sequence[int]], cache: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded prompts through the model: (next-token logits (B, V), attention mask (B, L), positions (B,))."""
+        width = max(map(len, prompts))
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+        logits = self._forward(ids, mask, positions, cache)
+        return logits, mask, positions[:, -1]
+
+    def _decode(self, rows: list[_Row]) -> None:
+        """The decoding loop: one forward pass per step for every row, until each is done."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        logits = mask = positions = seen = None
+        if rows:
+            logits, mask, positions = self._prefill([r.prompt.ids for r in rows], cache)
+            seen = self._seen([r.prompt.ids for r in rows])
+        joinable = _plain_layers(cache)
+        try:
+            self._loop(rows, cache, logits, mask, positions, seen, joinable)
+        except BaseException as e:  # a forward pass failed: every row still running (joined ones too) gets the error
+            for row in self._running:
+                row.request.fail(e)
+            raise
+        finally:
+            self._running = []
+
+    def _loop(self, rows: list[_Row], cache: Any, logits: torch.Tensor | None, mask: torch.Tensor | None,
+              positions: torch.Tensor | None, seen: torch.Tensor | None, joinable: bool) -> None:
+        from transformers import DynamicCache
+
+        while True:
+            self._running = rows
+            # 1. Requests that arrived meanwhile join now (lens requests are answered on the spot).
+            if joinable and len(rows) < self.max_batch:
+                joined = self._admit(self._take_offered(self.max_batch - len(rows)))
+                if joined:
+                    fresh = DynamicCache(config=self.model.config)
+                    new_logits, new_mask, new_positions = self._prefill([r.prompt.ids for r in joined], fresh)
+                    new_seen = self._seen([r.prompt.ids for r in joined])
+                    if rows:
+                        mask = _merge_caches(cache, mask, fresh, new_mask)
+                        logits, positions = torch.cat([logits, new_logits]), torch.cat([positions, new_positions])
+                        seen = torch.cat([seen, new_seen])
+                    else:
+                        cache, logits, mask, positions, seen = fresh, new_logits, new_mask, new_positions, new_seen
+                    rows = rows + joined
+                    self._running = rows
+            if not rows:
+                return
+            self.peak_rows = max(self.peak_rows, len(rows))
+            # 2. Pick each row's token from its own options and generator; record what the model thought.
+            for row in rows:
+                if row.request.cancelled:
+                    row.finish = "cancelled"
+            tokens, stats = self._step(rows, logits, seen)
+            for i, row in enumerate(rows):
+                if row.finish is None:
+                    row.add(tokens[i], *stats[i])
+            # 3. Finished rows leave the batch; the others take one more step.
+            keep = [i for i, row in enumerate(rows) if row.finish is None]
+            for row in rows:
+                if row.finish is not None:
+                    row.request.finish(row.result())
+            if len(keep) < len(rows):
+                rows = [rows[i] for i in keep]
+                if not rows:
+                    continue  # requests that arrived meanwhile may start a new batch at once
+                index = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(index)
+                mask, positions, seen = mask[index], positions[index], seen[index]
+                if joinable:
+                    mask = _trim_padding(cache, mask)
+            next_ids = torch.tensor([[tokens[i]] for i in keep], device=mask.device)
+            seen.scatter_(1, next_ids, True)
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            positions = positions + 1
+            logits = self._forward(next_ids, mask, positions[:, None], cache)
+
+    def _seen(self, prompts: list[Sequence[int]]) -> torch.Tensor:
+        seen = torch.zeros((len(prompts), self.vocab_size), dtype=torch.bool)
+        for i, p in enumerate(prompts):
+            seen[i, list(p)] = True
+        return seen.to(self.device)
+
+    def _step(self, rows: list[_Row], logits: torch.Tensor,
+              seen: torch.Tensor) -> tuple[list[int], list[tuple[float, float, tuple[Alternative, ...]]]]:
+        """Sample one token per row and measure the model's distribution. logits (B, V), seen (B, V)."""
+        logp = torch.log_softmax(logits, dim=-1)  # the model's own distribution, temperature 1
+        shaped = logits
+        if any(r.penalty != 1 for r in rows):
+            penalty = torch.tensor([[r.penalty] for r in rows], device=logits.device)
+            shaped = apply_repetition_penalty(logits, seen, penalty)
+        tokens = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+        groups: dict[tuple, list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(row.sampling_key, []).append(i)
+        for indices in groups.values():  # rows with the same options sample together, each with its own generator
+            index = torch.tensor(indices, device=logits.device)
+            tokens[index] = sample_next_token(shaped[index], rows[indices[0]].options,
+                                              [rows[i].generator for i in indices])
+        alt_logp, alt_ids = logp.topk(ALTERNATIVES, dim=-1)
+        chosen = logp.gather(1, tokens[:, None]).squeeze(1)
+        token_list = tokens.tolist()
+        probs, entropies = chosen.exp().tolist(), entropy_bits(logp).tolist()
+        alt_probs, alt_ids = alt_logp.exp().tolist(), alt_ids.tolist()
+        stats = [(probs[i], entropies[i],
+                  tuple(Alternative(t, self.token_text(t), p) for t, p in zip(alt_ids[i], alt_probs[i])))
+                 for i in range(len(rows))]
+        return token_list, stats
+
+    def _lens(self, requests: list[Request]) -> None:
+        """Next-token distributions for a batch of prompts, in one forward pass."""
+        for r in requests:
+            if r.cancelled:
+                r.fail(CancelledError("Cancelled."))
+        requests = [r for r in requests if not r.cancelled]
+        if not requests:
+            return
+        try:
+            logits, _, _ = self._prefill([r.payload.prepared.ids for r in requests], None)
+            for r, row in zip(requests, logits):
+                r.finish(self._distribution(r.payload, row))
+        except Exception as e:  # fail these requests only: a batch they joined keeps decoding
+            log.exception("next-token lens failed")
+            for r in requests:
+                r.fail(e)
+
+    def _distribution(self, payload: LensPayload, logits: torch.Tensor) -> NextTokenDistribution:
+        o, row = payload.options, logits[None]
+        logp = torch.log_softmax(row, dim=-1)
+        reshaped = reshaped_distribution(row, o)
+        ids = logp[0].topk(payload.show).indices.tolist()
+        probs = logp.exp()[0].cpu().numpy().astype(np.float32)
+        shaped = reshaped[0].cpu().numpy().astype(np.float32)
+        top = tuple(TokenProb(t, self.token_text(t), float(probs[t]), float(shaped[t])) for t in ids)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shaped_entropy = float(-np.sum(np.where(shaped > 0, shaped * np.log2(shaped), 0.0)))
+        return NextTokenDistribution(
+            self.spec.name, len(payload.prepared.ids), top, max(0.0, 1.0 - sum(t.prob for t in top)),
+            max(0.0, 1.0 - sum(t.reshaped for t in top)), float(entropy_bits(logp)[0]), shaped_entropy,
+            o.temperature, o.top_k, o.top_p, probs, shaped, payload.prepared.notes)
+
+
+def _plain_layers(cache: Any) -> bool:
+    """Joining and trimming edit the cache's tensors directly, which is only right for plain full-attention layers
+    (not sliding windows, not quantised or offloaded caches)."""
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _merge_caches(cache: Any, mask: torch.Tensor, new: Any, new_mask: torch.Tensor) -> torch.Tensor:
+    """Append ``new``'s rows to ``cache`` (both left-padded to the same length); returns the merged mask (B, L).
+    Cache tensors are (batch, heads, tokens, head_dim); padded slots are zeros, masked out."""
+    width = max(mask.shape[1], new_mask.shape[1])
+    for layer, other in zip(cache.layers, new.layers):
+        layer.keys = torch.cat([_left_pad(layer.keys, width, 2), _left_pad(other.keys, width, 2)])
+        layer.values = torch.cat([_left_pad(layer.values, width, 2), _left_pad(other.values, width, 2)])
+    return torch.cat([_left_pad(mask, width, 1), _left_pad(new_mask, width, 1)])
+
+
+def _trim_padding(cache: Any, mask: torch.Tensor) -> torch.Tensor:
+    """Drop leading columns that are padding in every row (left behind by rows that left): less attention work."""
+    used = mask.any(0).nonzero()
+    start = int(used[0]) if len(used) else 0
+    if start == 0:
+        return mask
+    for layer in cache.layers:
+        layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+    return mask[:, start:]
+
+
+def load(spec: ModelSpec, files: Path, engine: "Engine") -> CausalLM:
+    return CausalLM(spec, files, engine.policy.device, engine.policy.dtype, engine.settings.max_batch)
+
+
+# --- the public API ---------------------------------------------------------------------------------------------------
+def _check_prompt(engine: "Engine", prompt: Any, system_prompt: Any) -> None:
+    check_text(prompt, "prompt", engine.settings.max_chars)
+    if system_prompt is not None and system_prompt != "":
+        check_text(system_prompt, "system prompt", engine.settings.max_chars)
+
+
+def _submit(engine: "Engine", prompt: str, model: str | None, options: GenerationOptions | None,
+            overrides: dict[str, Any], chat: bool | None, system_prompt: str | None) -> Request:
+    options = make_options(options, **overrides)
+    _check_prompt(engine, prompt, system_prompt)
+    spec = engine.spec(TASK, model)
+    served: CausalLM = engine.served(TASK, spec.name)
+    prepared = served.prepare(prompt, options.max_new_tokens, chat, system_prompt or None)
+    seed = options.seed if options.seed is not None else (None if options.greedy else secrets.randbits(31))
+    request = engine.submit(TASK, spec.name, GenerationPayload(prepared, options, seed))
+    served.offer(request)
+    return request
+
+
+def generate(engine: "Engine", prompt: str, model: str | None = None, options: GenerationOptions | None = None, *,
+             chat: bool | None = None, system_prompt: str | None = None, **overrides: Any) -> GenerationResult:
+    """Generate a continuation of ``prompt`` (or, in chat mode, the assistant's reply to it).
+
+    ``overrides`` are :class:`GenerationOptions` fields: ``max_new_tokens``, ``temperature`` (0 = greedy),
+    ``top_k``, ``top_p``, ``repetition_penalty``, ``stop`` (a string or a list), ``seed``. ``chat``: apply the
+    model's chat template with ``system_prompt`` (None = yes for instruct models). Waits for the whole text; see
+    :func:`stream`.
+    """
+    return _submit(engine, prompt, model, options, overrides, chat, system_prompt).result()
+
+
+class GenerationStream:
+    """The steps of one generation as they are computed: ``for step in stream: print(step.text, end="")``.
+
+    ``id`` is the engine's request id (``engine.cancel(id)`` stops it from anywhere); ``result`` holds the
+    :class:`GenerationResult` once the iteration ends. Closing the stream early (``close()``, ``break`` in a ``with``
+    block, or garbage collection) cancels the request, which stops its compute at the next step.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.id = request.id
+        self.result: GenerationResult | None = None
+        self._events = request.events()
+
+    def __iter__(self) -> "GenerationStream":
+        return self
+
+    def __next__(self) -> TokenStep:
+        try:
+            return next(self._events)
+        except StopIteration:
+            self.result = self.request.result()
+            raise
+
+    def cancel(self) -> None:
+        self.request.cancel()
+
+    def close(self) -> None:
+        self._events.close()  # cancels the request when it has not finished
+
+    def __enter__(self) -> "GenerationStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def stream(engine: "Engine", prompt: str, model: str | None = None, options: GenerationOptions | None = None, *,
+           chat: bool | None = None, system_prompt: str | None = None, **overrides: Any) -> GenerationStream:
+    """Like :func:`generate`, but yields each :class:`TokenStep` as soon as it is computed."""
+    return GenerationStream(_submit(engine, prompt, model, options, overrides, chat, system_prompt))
+
+
+def next_token(engine: "Engine", prompt: str, model: str | None = None, top_k: int = 10, temperature: float = 1.0,
+               top_p: float = 1.0, *, chat: bool = False, system_prompt: str | None = None,
+               show: int | None = None) -> NextTokenDistribution:
+    """The model's distribution over the next token after ``prompt``: the ``show`` (default ``top_k``, or 10 when
+    top-k is off) most likely tokens with their probabilities, the mass outside them, and the same distribution after
+    ``temperature``, ``top_k`` and ``top_p`` reshape it (as :func:`generate` would sample from it)."""
+    options = make_options(max_new_tokens=1, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=1)
+    show = _whole("show", show) if show is not None else (options.top_k or 10)
+    if not 1 <= show <= MAX_TOP_K:
+        raise InvalidOptionsError(f"show must be between 1 and {MAX_TOP_K}, got {show}.")
+    _check_prompt(engine, prompt, system_prompt)
+    spec = engine.spec(TASK, model)
+    served: CausalLM = engine.served(TASK, spec.name)
+    prepared = served.prepare(prompt, 1, chat, system_prompt or None)
+    request = engine.submit(TASK, spec.name, LensPayload(prepared, options, min(show, served.vocab_size)))
+    served.offer(request)
+    return request.result()

