@@ -25,6 +25,7 @@ class Served(Protocol):
     """What a task's ``load`` returns: a model ready to serve batches of requests."""
 
     nbytes: int  # memory held by the weights, for the budget
+    # optional: ``joins = True`` when ``run_batch(requests, more)`` lets requests join a running batch (see Worker)
 
     def run_batch(self, requests: list[Request]) -> None: ...
 
@@ -107,7 +108,7 @@ class ModelCache:
             seconds = time.perf_counter() - t0
             self.loads += 1
             worker = Worker(spec.name, served.run_batch, batch_key=served.batch_key, max_batch=self._max_batch,
-                            queue_size=self._queue_size)
+                            queue_size=self._queue_size, joins=getattr(served, "joins", False))
             loaded = LoadedModel(spec, served, worker, seconds, time.monotonic())
             with self._lock:
                 self._models[spec.name] = loaded

@@ -88,7 +88,8 @@ class Request:
                 self.cancel()
 
 
-BatchFn = Callable[[list[Request]], None]
+BatchFn = Callable[..., None]  # run_batch(requests) or, for a task that lets requests join, run_batch(requests, more)
+More = Callable[[int], list[Request]]  # more(room): up to ``room`` requests waiting now that may join the batch
 
 
 class Worker:
@@ -96,10 +97,15 @@ class Worker:
 
     ``run_batch`` must finish (or fail) every request it is given. ``batch_key`` says which payloads may share a
     batch (e.g. the same decoding options); requests with another key wait for the next batch, in arrival order.
+    With ``joins=True`` the task is called as ``run_batch(requests, more)``: a batch that runs for many steps (token
+    by token decoding) calls ``more(room)`` between steps to take the requests that arrived meanwhile into the
+    running batch (continuous batching), and must finish those too. They leave the queue as they join, so the queue
+    only ever counts requests that nobody serves yet.
     """
 
     def __init__(self, name: str, run_batch: BatchFn, *, max_batch: int = 16, queue_size: int = 64,
-                 batch_key: Callable[[Any], Hashable] | None = None, gather_s: float = 0.005) -> None:
+                 batch_key: Callable[[Any], Hashable] | None = None, gather_s: float = 0.005,
+                 joins: bool = False) -> None:
         self.name = name
         self._run_batch = run_batch
         self._max_batch = max_batch
@@ -107,6 +113,10 @@ class Worker:
         self._gather_s = gather_s
         self._queue: "queue.Queue[Request | None]" = queue.Queue(maxsize=queue_size)
         self._held: list[Request] = []  # taken from the queue, waiting for a batch with their key
+        self._joins = joins
+        self._key: Hashable = None  # the running batch's key
+        self._stopping = False  # the worker thread saw the close marker: stop after this batch
+        self._batch: list[Request] = []  # the running batch, with the requests that joined it
         self._closed = False
         self.busy = False
         self.served = 0
@@ -140,26 +150,48 @@ class Worker:
         self._thread.join(timeout)
 
     def _next_batch(self) -> list[Request] | None:
-        first = self._held.pop(0) if self._held else self._queue.get()
-        if first is None:
+        if self._held:  # requests held back by an earlier batch go first, in arrival order
+            first = self._held.pop(0)
+        elif self._stopping:
             return None
-        key = self._batch_key(first.payload)
-        batch, deadline = [first], time.monotonic() + self._gather_s
-        # Requests already held back by an earlier batch come first, in arrival order.
+        else:
+            first = self._queue.get()
+            if first is None:
+                return None
+        self._key = self._batch_key(first.payload)
+        return [first, *self._take(self._max_batch - 1, wait_s=self._gather_s)]
+
+    def _take(self, room: int, wait_s: float = 0.0) -> list[Request]:
+        """Up to ``room`` waiting requests with the running batch's key: those held back by an earlier batch first,
+        in arrival order, then the queue's, waiting at most ``wait_s`` for more to arrive. The worker's thread only."""
+        taken: list[Request] = []
         for request in list(self._held):
-            if len(batch) < self._max_batch and self._batch_key(request.payload) == key:
+            if len(taken) < room and self._batch_key(request.payload) == self._key:
                 self._held.remove(request)
-                batch.append(request)
-        while len(batch) < self._max_batch:
+                taken.append(request)
+        deadline = time.monotonic() + wait_s
+        while len(taken) < room and not self._stopping:
             try:
-                request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                request = self._queue.get(timeout=max(0.0, deadline - time.monotonic())) if wait_s else \
+                    self._queue.get_nowait()
             except queue.Empty:
                 break
             if request is None:
-                self._queue.put(None)  # stop after this batch
+                self._stopping = True  # stop after this batch
                 break
-            (batch if self._batch_key(request.payload) == key else self._held).append(request)
-        return batch
+            (taken if self._batch_key(request.payload) == self._key else self._held).append(request)
+        return taken
+
+    def _more(self, room: int) -> list[Request]:
+        """What a running batch calls between steps: requests that arrived meanwhile, cancelled ones answered."""
+        live = []
+        for request in self._take(room):
+            if request.cancelled:
+                request.fail(CancelledError("Cancelled before it started."))
+            else:
+                live.append(request)
+        self._batch.extend(live)
+        return live
 
     def _loop(self) -> None:
         while True:
@@ -176,18 +208,22 @@ class Worker:
                     live.append(request)
             if not live:
                 continue
+            self._batch = live
             self.busy = True
             try:
-                self._run_batch(live)
+                if self._joins:
+                    self._run_batch(live, self._more)
+                else:
+                    self._run_batch(live)
             except BaseException as e:  # the task failed as a whole: every request in the batch gets the error
                 if not isinstance(e, Exception):
                     raise
                 log.debug("batch on %s failed", self.name, exc_info=True)
-                for request in live:
+                for request in self._batch:
                     request.fail(e)
             finally:
                 self.busy = False
-                self.served += len(live)
-            for request in live:
+                self.served += len(self._batch)
+            for request in self._batch:
                 if not request.future.done():  # a task that forgot one is a bug; never leave a caller hanging
                     request.fail(RuntimeError(f"{self.name}: the task returned without a result"))

@@ -265,6 +265,57 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on():
     assert worker.submit("fine").result(5) == "ok"
 
 
+class JoiningTask:
+    """A task that decodes step by step until released, taking the requests that arrive meanwhile into its batch."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.release, self.fail, self.batches = threading.Event(), fail, []
+
+    def run_batch(self, requests, more):
+        rows = list(requests)
+        self.batches.append(rows)
+        while not self.release.wait(0.002):
+            rows += more(16)
+        rows += more(16)
+        if self.fail:
+            raise ValueError("the forward pass failed")
+        for r in rows:
+            r.finish(r.payload)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_requests_that_join_a_running_batch_leave_the_queue():
+    task = JoiningTask()
+    worker = Worker("fake", task.run_batch, joins=True, queue_size=2)
+    requests = [worker.submit(0)]
+    wait_until(lambda: task.batches)
+    for i in range(1, 11):  # a queue of two: had they stayed queued after joining, the third would be "busy"
+        requests.append(worker.submit(i))
+        wait_until(lambda: worker.pending == 0)
+    task.release.set()
+    assert [r.result(5) for r in requests] == list(range(11))
+    assert len(task.batches) == 1 and worker.served == 11
+
+
+def test_a_failing_batch_fails_the_requests_that_joined_it_too():
+    task = JoiningTask(fail=True)
+    worker = Worker("fake", task.run_batch, joins=True)
+    first = worker.submit("first")
+    wait_until(lambda: task.batches)
+    joined = worker.submit("joined")
+    wait_until(lambda: worker.pending == 0)
+    task.release.set()
+    for request in (first, joined):
+        with pytest.raises(ValueError, match="forward pass"):
+            request.result(5)
+
+
 def test_streamed_events_and_early_close_cancels():
     def run_batch(requests):
         (r,) = requests

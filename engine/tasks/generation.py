@@ -11,7 +11,7 @@ Three pieces, each small:
 - :class:`CausalLM` serves one model. ``run_batch`` decodes every request together, one forward pass per step, with a
   KV cache, left padding, an attention mask and explicit position ids. Each row keeps its own options, seed and stop
   criteria; finished or cancelled rows leave the batch at once (their cache rows are dropped), and a request that
-  arrives while a batch is decoding joins it at the next step (continuous batching, see :meth:`CausalLM.offer`).
+  arrives while a batch is decoding joins it at the next step (continuous batching: the worker's ``more``).
 - :func:`generate`, :func:`stream` and :func:`next_token` are the public API (``engine.generate(...)`` and so on).
 
     >>> result = engine.generate("The capital of France is", max_new_tokens=8, temperature=0)
@@ -27,7 +27,6 @@ import math
 import secrets
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
@@ -37,7 +36,7 @@ import torch
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
-from ..worker import Request
+from ..worker import More, Request
 from .common import check_text
 from .sampling import apply_repetition_penalty, entropy_bits, reshaped_distribution, sample_next_token
 
@@ -326,10 +325,6 @@ class CausalLM:
         self.has_template = bool(getattr(self.tokenizer, "chat_template", None))
         self.tokenizer_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
         self._token_text: dict[int, str] = {}
-        # continuous batching: requests offered here may join a batch that is already decoding
-        self._inbox: list[Request] = []
-        self._claimed: "weakref.WeakSet[Request]" = weakref.WeakSet()
-        self._lock = threading.Lock()
         self._running: list[_Row] = []  # the rows decoding now, to fail them all if the model fails
         self.peak_rows = 0  # the most rows decoded together so far (for tests and benchmarks)
 
@@ -376,39 +371,11 @@ class CausalLM:
     def batch_key(self, payload: Any) -> Hashable:
         return None  # options are per row: any requests can share a batch
 
-    def offer(self, request: Request) -> None:
-        """Let ``request`` join the batch that is decoding now, at its next step, instead of waiting for the whole
-        batch to end. The worker still dispatches it later; :meth:`run_batch` then skips it as already served."""
-        with self._lock:
-            self._inbox.append(request)
+    joins = True  # requests that arrive while a batch decodes join it at its next step (see engine.worker)
 
-    def _claim(self, request: Request) -> bool:
-        """True exactly once per request: whoever claims it first (the worker's batch or a join) serves it."""
-        with self._lock:
-            if request in self._claimed or request.future.done():
-                return False
-            self._claimed.add(request)
-            return True
-
-    def _take_offered(self, room: int) -> list[Request]:
-        with self._lock:
-            offered, self._inbox = self._inbox, []
-        taken = []
-        for request in offered:
-            if len(taken) < room:
-                if self._claim(request):
-                    taken.append(request)
-            elif not request.future.done():
-                with self._lock:
-                    self._inbox.append(request)  # no room now: a later step, or the worker, serves it
-        return taken
-
-    def run_batch(self, requests: list[Request]) -> None:
-        requests = [r for r in requests if self._claim(r)]
-        with self._lock:  # forget offers that were served, whether or not this model could let them join
-            self._inbox = [r for r in self._inbox if r not in self._claimed and not r.future.done()]
+    def run_batch(self, requests: list[Request], more: More = lambda room: []) -> None:
         with torch.inference_mode():
-            self._decode(self._admit(requests))
+            self._decode(self._admit(requests), more)
 
     def _admit(self, requests: list[Request]) -> list[_Row]:
         """Lens requests are answered at once; generation requests become rows."""
@@ -444,7 +411,7 @@ class CausalLM:
         logits = self._forward(ids, mask, positions, cache)
         return logits, mask, positions[:, -1]
 
-    def _decode(self, rows: list[_Row]) -> None:
+    def _decode(self, rows: list[_Row], more: More) -> None:
         """The decoding loop: one forward pass per step for every row, until each is done."""
         from transformers import DynamicCache
 
@@ -455,7 +422,7 @@ class CausalLM:
             seen = self._seen([r.prompt.ids for r in rows])
         joinable = _plain_layers(cache)
         try:
-            self._loop(rows, cache, logits, mask, positions, seen, joinable)
+            self._loop(rows, cache, logits, mask, positions, seen, more if joinable else None)
         except BaseException as e:  # a forward pass failed: every row still running (joined ones too) gets the error
             for row in self._running:
                 row.request.fail(e)
@@ -464,14 +431,14 @@ class CausalLM:
             self._running = []
 
     def _loop(self, rows: list[_Row], cache: Any, logits: torch.Tensor | None, mask: torch.Tensor | None,
-              positions: torch.Tensor | None, seen: torch.Tensor | None, joinable: bool) -> None:
+              positions: torch.Tensor | None, seen: torch.Tensor | None, more: More | None) -> None:
         from transformers import DynamicCache
 
         while True:
             self._running = rows
             # 1. Requests that arrived meanwhile join now (lens requests are answered on the spot).
-            if joinable and len(rows) < self.max_batch:
-                joined = self._admit(self._take_offered(self.max_batch - len(rows)))
+            if more is not None and len(rows) < self.max_batch:
+                joined = self._admit(more(self.max_batch - len(rows)))
                 if joined:
                     fresh = DynamicCache(config=self.model.config)
                     new_logits, new_mask, new_positions = self._prefill([r.prompt.ids for r in joined], fresh)
@@ -507,7 +474,7 @@ class CausalLM:
                 index = torch.tensor(keep, device=mask.device)
                 cache.batch_select_indices(index)
                 mask, positions, seen = mask[index], positions[index], seen[index]
-                if joinable:
+                if more is not None:
                     mask = _trim_padding(cache, mask)
             next_ids = torch.tensor([[tokens[i]] for i in keep], device=mask.device)
             seen.scatter_(1, next_ids, True)
@@ -638,7 +605,6 @@ def _submit(engine: "Engine", prompt: str, model: str | None, options: Generatio
     prepared = served.prepare(prompt, options.max_new_tokens, chat, system_prompt or None)
     seed = options.seed if options.seed is not None else (None if options.greedy else secrets.randbits(31))
     request = engine.submit(TASK, spec.name, GenerationPayload(prepared, options, seed))
-    served.offer(request)
     return request
 
 
@@ -711,6 +677,4 @@ def next_token(engine: "Engine", prompt: str, model: str | None = None, top_k: i
     spec = engine.spec(TASK, model)
     served: CausalLM = engine.served(TASK, spec.name)
     prepared = served.prepare(prompt, 1, chat, system_prompt or None)
-    request = engine.submit(TASK, spec.name, LensPayload(prepared, options, min(show, served.vocab_size)))
-    served.offer(request)
-    return request.result()
+    return engine.submit(TASK, spec.name, LensPayload(prepared, options, min(show, served.vocab_size))).result()

@@ -375,7 +375,6 @@ def llm_classify(engine: "Engine", texts: Sequence[str], model: str | None = Non
                 ids = prepared[row].ids + reply + prefix
                 request = engine.submit(GENERATION, spec.name,
                                         LensPayload(Prepared(ids, prepared[row].chat, ()), options, 1))
-                served.offer(request)  # may join a batch that is decoding now
                 requests.append(request)
             for (row, prefix), request in zip(jobs[start:start + LLM_BATCH], requests):
                 probs = request.result().probs  # (vocab,) the next-token distribution after the prefix
