@@ -15,6 +15,7 @@ from typing import Any, Callable, Hashable, Protocol
 
 import torch
 
+from .device import release_cpu_threads
 from .registry import ModelSpec
 from .worker import Request, Worker
 
@@ -104,11 +105,15 @@ class ModelCache:
             if loaded is not None:  # the registry entry changed: serve the new spec
                 self.unload(spec.name)
             t0 = time.perf_counter()
-            served = self._load(spec)
+            try:
+                served = self._load(spec)
+            finally:
+                release_cpu_threads()  # the caller's thread may idle now; the model runs in its worker's thread
             seconds = time.perf_counter() - t0
             self.loads += 1
             worker = Worker(spec.name, served.run_batch, batch_key=served.batch_key, max_batch=self._max_batch,
-                            queue_size=self._queue_size, joins=getattr(served, "joins", False))
+                            queue_size=self._queue_size, joins=getattr(served, "joins", False),
+                            on_idle=release_cpu_threads)
             loaded = LoadedModel(spec, served, worker, seconds, time.monotonic())
             with self._lock:
                 self._models[spec.name] = loaded

@@ -7,6 +7,7 @@ but it changes results slightly, so it is offered as a measured option rather th
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 from functools import lru_cache
@@ -52,6 +53,35 @@ def cpu_features() -> frozenset[str]:
 def cpu_has_amx() -> bool:
     """True when the CPU has AMX bf16 tile units (Intel Sapphire Rapids and later)."""
     return "amx_bf16" in cpu_features()
+
+
+@lru_cache(maxsize=1)
+def _libgomp() -> "ctypes.CDLL | None":
+    """The GNU OpenMP runtime that torch's CPU kernels run on (Linux builds ship it in torch/lib), else None."""
+    for path in sorted((Path(torch.__file__).parent / "lib").glob("libgomp*.so*")):
+        try:
+            lib = ctypes.CDLL(str(path))
+            lib.omp_pause_resource_all.argtypes = [ctypes.c_int]
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def release_cpu_threads() -> None:
+    """Let the calling thread's OpenMP worker threads go, before the thread idles.
+
+    Every Python thread that runs torch on the CPU gets its own OpenMP team. GNU OpenMP counts the threads of all
+    teams, and once they outnumber the cores it makes every team's threads sleep between parallel regions instead
+    of spinning, so each small kernel pays a wake-up: a decoding step in a model's worker thread ran 1.4 to 1.8x
+    slower while an idle thread (the one that had loaded the model) kept its team (bench/README.md). Releasing the
+    team of a thread that goes idle keeps the count at what is really working; the next parallel region in that
+    thread builds a new team, which costs microseconds. Only GNU OpenMP is touched (its pause frees the calling
+    thread's team alone); elsewhere this does nothing.
+    """
+    lib = _libgomp()
+    if lib is not None:
+        lib.omp_pause_resource_all(1)  # omp_pause_soft
 
 
 def _parse_dtype(name: str) -> torch.dtype:

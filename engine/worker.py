@@ -97,7 +97,8 @@ class Worker:
 
     ``run_batch`` must finish (or fail) every request it is given. ``batch_key`` says which payloads may share a
     batch (e.g. the same decoding options); requests with another key wait for the next batch, in arrival order.
-    With ``joins=True`` the task is called as ``run_batch(requests, more)``: a batch that runs for many steps (token
+    ``on_idle`` runs in the worker's thread whenever it is about to wait for work (the engine releases the thread's
+    CPU threads there: see :func:`engine.device.release_cpu_threads`). With ``joins=True`` the task is called as ``run_batch(requests, more)``: a batch that runs for many steps (token
     by token decoding) calls ``more(room)`` between steps to take the requests that arrived meanwhile into the
     running batch (continuous batching), and must finish those too. They leave the queue as they join, so the queue
     only ever counts requests that nobody serves yet.
@@ -105,7 +106,7 @@ class Worker:
 
     def __init__(self, name: str, run_batch: BatchFn, *, max_batch: int = 16, queue_size: int = 64,
                  batch_key: Callable[[Any], Hashable] | None = None, gather_s: float = 0.005,
-                 joins: bool = False) -> None:
+                 joins: bool = False, on_idle: Callable[[], None] | None = None) -> None:
         self.name = name
         self._run_batch = run_batch
         self._max_batch = max_batch
@@ -114,6 +115,7 @@ class Worker:
         self._queue: "queue.Queue[Request | None]" = queue.Queue(maxsize=queue_size)
         self._held: list[Request] = []  # taken from the queue, waiting for a batch with their key
         self._joins = joins
+        self._on_idle = on_idle  # called in the worker's thread each time it is about to wait for work
         self._key: Hashable = None  # the running batch's key
         self._stopping = False  # the worker thread saw the close marker: stop after this batch
         self._batch: list[Request] = []  # the running batch, with the requests that joined it
@@ -155,6 +157,8 @@ class Worker:
         elif self._stopping:
             return None
         else:
+            if self._on_idle is not None and self._queue.empty():
+                self._on_idle()
             first = self._queue.get()
             if first is None:
                 return None

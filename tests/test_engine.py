@@ -4,6 +4,7 @@ architectures."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -15,7 +16,9 @@ import torch
 
 from engine import (BusyError, CancelledError, Engine, InvalidOptionsError, ModelSpec, ModelUnavailableError,
                     Registry, Settings, UnknownModelError, choose_device)
+from engine import device as device_module
 from engine.cache import ModelCache, module_nbytes
+from engine.device import release_cpu_threads
 from engine.registry import BUILTIN_MODELS, TASKS
 from engine.sources import resolve_files
 from engine.worker import Worker
@@ -314,6 +317,40 @@ def test_a_failing_batch_fails_the_requests_that_joined_it_too():
     for request in (first, joined):
         with pytest.raises(ValueError, match="forward pass"):
             request.result(5)
+
+
+def test_the_worker_calls_on_idle_in_its_own_thread_each_time_it_waits_for_work():
+    seen = []
+    worker = Worker("fake", lambda rs: [r.finish(r.payload) for r in rs],
+                    on_idle=lambda: seen.append(threading.current_thread().name))
+    wait_until(lambda: len(seen) == 1)  # idle from the start
+    assert worker.submit(7).result(5) == 7
+    wait_until(lambda: len(seen) == 2)  # idle again once the queue is empty
+    assert set(seen) == {"worker:fake"}
+
+
+def test_a_thread_that_goes_idle_lets_its_cpu_threads_go():
+    if device_module._libgomp() is None or torch.get_num_threads() < 2:
+        pytest.skip("torch here does not run on GNU OpenMP with several threads")
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    counts = {}
+
+    def work():
+        torch.ones(1 << 22).sum()  # a parallel region: this thread gets its own OpenMP team
+        counts["busy"] = threads()
+        release_cpu_threads()
+        deadline = time.monotonic() + 5
+        while threads() > counts["busy"] - (torch.get_num_threads() - 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        counts["idle"] = threads()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert counts["idle"] == counts["busy"] - (torch.get_num_threads() - 1)
 
 
 def test_streamed_events_and_early_close_cancels():
