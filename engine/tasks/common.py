@@ -45,3 +45,21 @@ def run_each(requests: Iterable[Request], fn: Callable[[Request], object]) -> No
         except Exception as e:  # one request's bug must not take its batch-mates down; it is logged in full
             log.exception("request %s failed", request.id)
             request.fail(e)
+
+
+def column_major_weights(model) -> None:
+    """Store every Linear weight of a torch ``model`` transposed in memory: the same values and shape,
+    ``W.t().contiguous().t()``, so ``x @ W.t()`` reads a contiguous (in, out) matrix. On this CPU it made SmolLM2's
+    decoding steps faster at every batch size (bench/generation.py: batch 1 from 15.3 to 20.9 tokens/s, the
+    8-request workload from 2.9x to 3.7x the baseline), with identical tokens; Marian's beam steps gained nothing
+    measurable, so translation does not use it. The other tensors are copied too, so that nothing keeps the
+    memory-mapped weights file resident."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.data = module.weight.data.t().contiguous().t()
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_contiguous():
+                tensor.data = tensor.data.clone()

@@ -37,7 +37,7 @@ from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
 from ..worker import More, Request
-from .common import check_text
+from .common import check_text, column_major_weights
 from .sampling import apply_repetition_penalty, entropy_bits, reshaped_distribution, sample_next_token
 
 if TYPE_CHECKING:
@@ -311,6 +311,8 @@ class CausalLM:
         self.spec, self.device, self.max_batch = spec, device, max_batch
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+        if device == "cpu" and dtype == torch.float32:  # 2.9x -> 3.7x on bench/generation.py
+            column_major_weights(self.model)
         self.nbytes = module_nbytes(self.model)
         config, gen = self.model.config, self.model.generation_config
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
