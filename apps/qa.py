@@ -13,7 +13,7 @@ import gradio as gr
 
 from engine import Engine, InvalidInputError
 from engine.tasks.qa import LLM, Answer, can_say_no_answer
-from engine.tasks.translation import read_text_file
+from engine.tasks.common import read_text_file
 
 from .common import model_work, user_errors
 

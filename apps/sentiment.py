@@ -14,7 +14,7 @@ from engine import Engine, InvalidInputError
 from engine.tasks.common import check_text
 from engine.tasks.sentiment import (LLM, Batch, Classification, Explanation, classify_batch, csv_columns,
                                     texts_from_csv, texts_from_lines)
-from engine.tasks.translation import read_text_file
+from engine.tasks.common import read_text_file
 
 from .common import DOWNLOADS, model_work, user_errors
 

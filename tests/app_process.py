@@ -18,7 +18,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 240.0  # importing torch and gradio on a busy 2-core machine is slow
@@ -28,6 +31,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(demo) -> Iterator["Client"]:
+    """``demo`` (a gradio Blocks, one tab or several) queued and served in this process on a free loopback port,
+    and a gradio_client for it, as a script user would call it; closed on exit."""
+    from gradio_client import Client
+
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
 
 
 @dataclasses.dataclass

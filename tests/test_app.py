@@ -2,19 +2,12 @@
 through gradio_client as a script user would call them."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 from gradio_client import Client
 
 import app as app_module
+from app_process import free_port
 from engine import Engine, Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ Every check of the model's numbers is made against a plain forward pass computed
 """
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from app_process import serving
 from engine import (Engine, InvalidInputError, InvalidOptionsError, ModelSpec, ModelUnavailableError, Registry,
                     Settings, UnknownModelError)
 from engine.tasks.generation import GenerationOptions, make_options, stop_holdback
@@ -401,21 +401,13 @@ def test_smol_stop_frees_the_worker_at_once(smol):
 @pytest.fixture(scope="module")
 def client(smol):
     import gradio as gr
-    from gradio_client import Client
 
     import apps.generation
 
     with gr.Blocks() as demo:
         apps.generation.build(smol)  # built inside the Blocks, it renders there (as app.py does)
-    demo.queue()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with serving(demo) as client:
+        yield client
 
 
 def test_api_generate_and_next_token(client):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import random
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 
+from app_process import serving
 import tiny_models
 from engine import Engine, InputTooLargeError, InvalidInputError, InvalidOptionsError, ModelSpec, Registry, Settings
 from engine.tasks.qa import MAX_LENGTH, STRIDE, can_say_no_answer, find_in_context
@@ -256,31 +256,16 @@ def test_llm_answer_that_is_not_in_the_context_says_so(offline_engine):
 
 
 # --- the tab and its public endpoint -----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_answer_endpoint_through_gradio_client_offline(offline_engine):
-    from gradio_client import Client
-
     import apps.qa
 
-    demo = apps.qa.build(offline_engine)
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serving(apps.qa.build(offline_engine)) as client:
         result = client.predict(question=EIFFEL_Q, context=EIFFEL_C, api_name="/answer")
         assert "1889" in result["answer"] and result["generative"] and result["model"] == "SmolLM2-135M-Instruct"
         assert EIFFEL_C[result["start"]:result["end"]] == result["answer"] and 0 < result["score"] <= 1
         assert "not on this machine" in result["notes"][0]
         with pytest.raises(Exception, match="question is empty"):
             client.predict(question=" ", context=EIFFEL_C, api_name="/answer")
-    finally:
-        demo.close()
 
 
 def test_tab_helpers_highlight_the_answer(engine):

@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import random
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from app_process import serving
 import tiny_models
 from engine import Engine, InputTooLargeError, InvalidInputError, ModelSpec, Registry, Settings
 from engine.scoring import decode_upload
@@ -226,23 +226,10 @@ def test_without_the_specialist_offline_the_llm_classifies_and_says_so(offline_e
 
 
 # --- the tab and its public endpoint -----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_classify_endpoint_through_gradio_client_offline(offline_engine):
-    from gradio_client import Client
-
     import apps.sentiment
 
-    demo = apps.sentiment.build(offline_engine)
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with serving(apps.sentiment.build(offline_engine)) as client:
         result = client.predict(text=LOVED, api_name="/classify")
         assert result["label"] == "positive" and result["generative"]
         assert set(result["distribution"]) == set(LLM_LABELS)
@@ -252,8 +239,6 @@ def test_classify_endpoint_through_gradio_client_offline(offline_engine):
             client.predict(text="", api_name="/classify")
         with pytest.raises(Exception, match="must be text, not list"):
             client.predict(text=["a", "list"], api_name="/classify")
-    finally:
-        demo.close()
 
 
 def test_batch_table_and_chart_helpers(engine):

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from app_process import serving
 from engine import (CancelledError, Engine, InputTooLargeError, InvalidInputError, InvalidOptionsError,
                     ModelLoadError, ModelSpec, Registry, Settings)
 from engine.audio import SAMPLE_RATE
@@ -349,19 +349,11 @@ def test_bad_options_are_refused_before_decoding(tiny: Engine, bad_files):
 
 
 # --- the tab: /transcribe through gradio_client -----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(tiny_whisper: Path):
     """The Speech to text tab alone, launched on a free port, on an engine with the built-in models (the default
     is the packaged whisper-base) and the tiny random one, with limits of 120 s and 2 MB."""
     import gradio as gr
-    from gradio_client import Client
-
     from apps import speech as speech_tab
 
     registry = Registry()
@@ -370,11 +362,8 @@ def client(tiny_whisper: Path):
                              max_audio_seconds=120, max_upload_bytes=2_000_000), registry)
     with gr.Blocks() as demo:
         speech_tab.build(engine).render()
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with serving(demo) as client:
+        yield client
     engine.close()
 
 

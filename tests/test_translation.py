@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from app_process import serving
 from engine import (Engine, InputTooLargeError, InvalidInputError, InvalidOptionsError, ModelSpec, Registry, Settings,
                     UnknownModelError)
 from engine.core import FAMILY_MODULES
@@ -356,26 +356,15 @@ def test_side_by_side_and_download(en_de: Engine) -> None:
     assert Path(r["download"]).read_text(encoding="utf-8") == r["main"].text + "\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(en_de: Engine):
     import gradio as gr
-    from gradio_client import Client
-
     from apps import translation as tab
 
     with gr.Blocks() as demo:
         tab.build(en_de).render()
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with serving(demo) as client:
+        yield client
 
 
 def test_translate_endpoint(client, en_de: Engine) -> None:
@@ -425,26 +414,21 @@ def test_smoke_translate_offline_falls_back_to_smollm2(tmp_path: Path) -> None:
     """The smoke script's call against the shipped registry: no Marian on disk, the hub off, so the packaged SmolLM2
     answers and the answer says so. Uses the machine's model cache (the packaged conversion happens once)."""
     import gradio as gr
-    from gradio_client import Client
 
     from apps import translation as tab
 
     engine = Engine(Settings(offline=True))
     with gr.Blocks() as demo:
         tab.build(engine).render()
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        engine.served("text-generation")  # load first, so the time below is the translation's
-        t0 = time.perf_counter()
-        answer = client.predict(text="The weather is nice today.", source_lang="en", target_lang="de",
-                                api_name="/translate")
-        log.warning("SmolLM2-135M fallback, one sentence en→de: %.1f s: %r", time.perf_counter() - t0,
-                    answer["text"])
+        with serving(demo) as client:
+            engine.served("text-generation")  # load first, so the time below is the translation's
+            t0 = time.perf_counter()
+            answer = client.predict(text="The weather is nice today.", source_lang="en", target_lang="de",
+                                    api_name="/translate")
+            log.warning("SmolLM2-135M fallback, one sentence en→de: %.1f s: %r", time.perf_counter() - t0,
+                        answer["text"])
     finally:
-        demo.close()
         engine.close()
     assert answer["llm"] and answer["model"] == "SmolLM2-135M-Instruct" and answer["text"].strip()
     assert answer["route"] == ["en→de via the instruct LLM SmolLM2-135M-Instruct (by prompt)"]

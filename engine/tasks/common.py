@@ -1,7 +1,9 @@
-"""Helpers every task uses: input checks with messages that say what to do, and length-sorted batching."""
+"""Helpers every task uses: input checks with messages that say what to do, uploaded text files, and
+length-sorted batching."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from ..errors import CancelledError, EngineError, InputTooLargeError, InvalidInputError
@@ -24,6 +26,17 @@ def check_text(text: object, what: str, max_chars: int) -> str:
         raise InputTooLargeError(f"The {what} has {len(text):,} characters; the limit is {max_chars:,}. "
                                  "Shorten it, or split it into parts.")
     return stripped
+
+
+def read_text_file(path: str | Path, max_bytes: int) -> str:
+    """An uploaded text file's contents (UTF-8, with or without a byte-order mark), or a clear refusal."""
+    from ..scoring import decode_upload
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputTooLargeError(f"{path.name} has {size:,} bytes; the upload limit is {max_bytes:,}.")
+    return decode_upload(path.read_bytes(), path.name)
 
 
 def length_sorted_batches(items: Sequence[T], length: Callable[[T], int], batch_size: int) -> list[list[int]]:

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Hashable, Sequence
 import torch
 
 from ..cache import module_nbytes
-from ..errors import (CancelledError, InputTooLargeError, InvalidInputError, InvalidOptionsError, ModelLoadError,
+from ..errors import (CancelledError, InvalidInputError, InvalidOptionsError, ModelLoadError,
                       ModelUnavailableError, UnknownModelError)
 from ..registry import ModelSpec
 from ..text import base_language, detect_script_language, segment
 from ..worker import Progress, Request
-from .common import check_text, length_sorted_batches
+from .common import check_text, length_sorted_batches, read_text_file
 
 if TYPE_CHECKING:
     from ..core import Engine
@@ -534,17 +534,6 @@ def translate_lines(engine: "Engine", lines: Sequence[str], source_lang: str = A
     for i, line in zip(filled, translated):
         out[i] = line
     return out, result
-
-
-def read_text_file(path: str | Path, max_bytes: int) -> str:
-    """An uploaded text file's contents (UTF-8, with or without a byte-order mark), or a clear refusal."""
-    from ..scoring import decode_upload
-
-    path = Path(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InputTooLargeError(f"{path.name} has {size:,} bytes; the upload limit is {max_bytes:,}.")
-    return decode_upload(path.read_bytes(), path.name)
 
 
 __all__ = ["Translation", "Leg", "Job", "LANGUAGES", "NLLB_CODES", "AUTO", "LLM", "translate", "translate_lines",
