@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL_PREFIX = "@@bench "
+OTHERS_BUSY = 0.2  # other processes using more than a fifth of a core meanwhile make the timings unreliable
 GiB = 1024**3
 MiB = 1024**2
 
@@ -294,6 +295,23 @@ class Benchmark:
     script: str = ""  # the script's file (``__file__``), run again as each side's process
 
 
+def _busy_cpu_s() -> float | None:
+    """CPU-seconds all processes have used since boot (Linux ``/proc/stat``: user, nice, system, irq, softirq and
+    steal, which is time the hypervisor gave to other machines); None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU-seconds of this process and its finished children (the sides' processes, once reaped)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -322,7 +340,7 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> None:
         _child(bench.sides, args)
         return
     script = Path(bench.script).resolve()
-    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    started, busy_before, own_before = time.perf_counter(), _busy_cpu_s(), _own_cpu_s()
     t0 = time.perf_counter()
     config = bench.prepare(args)
     prepare_s = time.perf_counter() - t0
@@ -384,15 +402,18 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> None:
     lines.append(f"  agreement: {agreement.summary}" + ("" if agreement.ok else "  [BELOW WHAT THE ISSUE ASKS]"))
     if bench.report:
         lines += [f"  {line}" for line in bench.report(reports, config)]
-    load_after = os.getloadavg()[0]
-    # others' work: anything running before ours started, or more than our own threads while it ran
-    busy = load_before > 1.0 or load_after > args.threads + 1.0
-    lines.append(f"  target {bench.target:.1f}x: {'met' if ratio >= bench.target else 'NOT MET'}; "
-                 f"total {time.perf_counter() - started:.0f} s; load average {load_before:.1f} before, "
-                 f"{load_after:.1f} after" + (" (THE MACHINE WAS BUSY: timings are not reliable)" if busy else ""))
+    # others' work while ours ran: the machine's CPU time (steal included) less our own processes'
+    wall, busy_after = time.perf_counter() - started, _busy_cpu_s()
+    others = None if busy_before is None else max(0.0, busy_after - busy_before - (_own_cpu_s() - own_before))
+    busy = others is not None and others > OTHERS_BUSY * wall
+    lines.append(f"  target {bench.target:.1f}x: {'met' if ratio >= bench.target else 'NOT MET'}; total {wall:.0f} s"
+                 + ("" if others is None else f"; other processes used {others:.1f} CPU-s meanwhile "
+                                              f"({others / wall:.0%} of a core)")
+                 + (" (THE MACHINE WAS BUSY: timings are not reliable)" if busy else ""))
     summary = {"task": bench.task, "ratio": round(ratio, 3), "target": bench.target, "agreement": agreement.summary,
                "agreement_ok": agreement.ok, "agreement_score": agreement.score, "device": args.device,
-               "threads": args.threads, "quick": args.quick, "busy": busy, "in_process": args.in_process,
+               "threads": args.threads, "quick": args.quick, "busy": busy, "others_cpu_s": others,
+               "in_process": args.in_process,
                "sides": {name: {"median_s": rep.median_s, "rounds_s": rep.rounds_s, "load_s": rep.load_s,
                                 "per_s": rep.per_s, "peak_rss_mb": rep.peak_rss_mb, "cuda_peak_mb": rep.cuda_peak_mb,
                                 "extra": rep.extra} for name, rep in reports.items()}}

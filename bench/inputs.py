@@ -165,15 +165,15 @@ def qa_pairs(n: int, min_words: int = 60, max_words: int = 200, seed: int = 1) -
 
 
 def translation_sentences(n: int, seed: int = 2) -> list[str]:
-    """``n`` English sentences of the fixtures' corpus (which trained the tokenizer), 1 to 3 joined into one
-    sentence-like line of 4 to 30 words, so the lengths vary as real text does."""
+    """``n`` English sentences of the fixtures' corpus (which trained the tokenizer), 1 or 2 joined into one
+    sentence-like line of 4 to 20 words, so the lengths vary as real text does."""
     import tiny_models
 
     rng = random.Random(seed)
     pool = [en.rstrip(".!?") for en, _ in tiny_models.parallel_corpus()]
     out = []
     for _ in range(n):
-        parts = [rng.choice(pool) for _ in range(rng.choice((1, 1, 2, 2, 3)))]
+        parts = [rng.choice(pool) for _ in range(rng.choice((1, 2)))]
         out.append(", and ".join([parts[0]] + [p[:1].lower() + p[1:] for p in parts[1:]]) + ".")
     return out
 
