@@ -98,10 +98,11 @@ class Worker:
     ``run_batch`` must finish (or fail) every request it is given. ``batch_key`` says which payloads may share a
     batch (e.g. the same decoding options); requests with another key wait for the next batch, in arrival order.
     ``on_idle`` runs in the worker's thread whenever it is about to wait for work (the engine releases the thread's
-    CPU threads there: see :func:`engine.device.release_cpu_threads`). With ``joins=True`` the task is called as ``run_batch(requests, more)``: a batch that runs for many steps (token
-    by token decoding) calls ``more(room)`` between steps to take the requests that arrived meanwhile into the
-    running batch (continuous batching), and must finish those too. They leave the queue as they join, so the queue
-    only ever counts requests that nobody serves yet.
+    CPU threads there: see :func:`engine.device.release_cpu_threads`). With ``joins=True`` the task is called as
+    ``run_batch(requests, more)``: a batch that runs for many steps (token by token decoding) calls ``more(room)``
+    between steps to take the requests that arrived meanwhile into the running batch (continuous batching), and must
+    finish those too. They leave the queue as they join, so the queue only ever counts requests that nobody serves
+    yet.
     """
 
     def __init__(self, name: str, run_batch: BatchFn, *, max_batch: int = 16, queue_size: int = 64,
@@ -176,8 +177,7 @@ class Worker:
         deadline = time.monotonic() + wait_s
         while len(taken) < room and not self._stopping:
             try:
-                request = self._queue.get(timeout=max(0.0, deadline - time.monotonic())) if wait_s else \
-                    self._queue.get_nowait()
+                request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if request is None:
@@ -186,14 +186,20 @@ class Worker:
             (taken if self._batch_key(request.payload) == self._key else self._held).append(request)
         return taken
 
-    def _more(self, room: int) -> list[Request]:
-        """What a running batch calls between steps: requests that arrived meanwhile, cancelled ones answered."""
+    @staticmethod
+    def _live(requests: list[Request]) -> list[Request]:
+        """The requests still wanted; the cancelled ones are answered here, before any compute."""
         live = []
-        for request in self._take(room):
+        for request in requests:
             if request.cancelled:
                 request.fail(CancelledError("Cancelled before it started."))
             else:
                 live.append(request)
+        return live
+
+    def _more(self, room: int) -> list[Request]:
+        """What a running batch calls between steps: requests that arrived meanwhile."""
+        live = self._live(self._take(room))
         self._batch.extend(live)
         return live
 
@@ -204,12 +210,7 @@ class Worker:
                 for request in self._held:
                     request.fail(CancelledError("The model was unloaded before this request ran; try again."))
                 return
-            live = []
-            for request in batch:
-                if request.cancelled:
-                    request.fail(CancelledError("Cancelled before it started."))
-                else:
-                    live.append(request)
+            live = self._live(batch)
             if not live:
                 continue
             self._batch = live
