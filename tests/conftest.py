@@ -17,6 +17,8 @@ import pytest  # noqa: E402
 
 import tiny_models  # noqa: E402
 
+MODELS_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "test-models"  # as test_generation.py
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: end to end on real packaged models (minutes, needs them on disk)")
@@ -82,3 +84,17 @@ def tiny_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_whisper_en(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """English-only openai-whisper checkpoint (``.pt``)."""
     return tiny_models.build_whisper(tmp_path_factory.mktemp("tiny-whisper-en"), multilingual=False)
+
+
+@pytest.fixture(scope="module")
+def offline_engine(tmp_path_factory: pytest.TempPathFactory):
+    """The built-in registry, offline, with an empty hub cache: the specialists (QA, sentiment) are hub models that
+    are not on this machine. The instruct LLM is the packaged SmolLM2 (converted once per machine, shared with the
+    other test files)."""
+    from engine import Engine, Settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hub-cache")))
+        engine = Engine(Settings(cache_dir=MODELS_CACHE, offline=True, device="cpu", dtype="float32"))
+        yield engine
+        engine.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,6 @@ EIFFEL_Q = "When was the Eiffel Tower completed?"
 EIFFEL_C = ("The Eiffel Tower is a wrought-iron lattice tower in Paris. It was completed in 1889 as the entrance arch "
             "to the World's Fair.")
 SENTENCES = tiny_models.corpus("en")
-MODELS_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "test-models"  # as test_generation.py
 
 
 def long_context(seed: int, n: int = 120) -> str:
@@ -219,18 +217,6 @@ def test_whitespace_runs_in_the_context_map_back():
 
 
 # --- the generative alternative ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def offline_engine(tmp_path_factory):
-    """The built-in registry, offline, with an empty hub cache: the QA specialists are hub models that are not
-    on this machine. The instruct LLM is the packaged SmolLM2 (converted once per machine, shared with the other
-    test files)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hub-cache")))
-        engine = Engine(Settings(cache_dir=MODELS_CACHE, offline=True, device="cpu", dtype="float32"))
-        yield engine
-        engine.close()
-
-
 def test_llm_answers_the_eiffel_question_from_the_context(offline_engine):
     result = offline_engine.answer(EIFFEL_Q, EIFFEL_C, model="llm")
     assert result.generative and result.model == "SmolLM2-135M-Instruct" and result.candidates == ()

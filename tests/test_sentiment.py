@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from engine.tasks.sentiment import (LLM_LABELS, WORD, Batch, csv_columns, label_
                                     texts_from_lines)
 
 SENTENCES = tiny_models.corpus("en")
-MODELS_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "test-models"  # as test_generation.py
 LOVED = "I loved this film, the acting was wonderful."
 
 
@@ -186,18 +184,6 @@ def test_empty_csv():
 
 
 # --- zero-shot by the instruct LLM -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def offline_engine(tmp_path_factory):
-    """The built-in registry, offline, with an empty hub cache: the sentiment specialists are hub models that are not
-    on this machine. The instruct LLM is the packaged SmolLM2 (converted once per machine, shared with the other
-    test files)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hub-cache")))
-        engine = Engine(Settings(cache_dir=MODELS_CACHE, offline=True, device="cpu", dtype="float32"))
-        yield engine
-        engine.close()
-
-
 def test_label_words_of_smollm2(offline_engine):
     served = offline_engine.served("text-generation")
     spellings = label_spellings(served.tokenizer, LLM_LABELS)
