@@ -21,6 +21,8 @@ from .device import DevicePolicy, choose_device, cpu_has_amx
 from .errors import ModelLoadError, EngineError
 from .registry import ModelSpec, Registry, canonical_task, custom_spec
 from .sources import resolve_files
+from .training.runner import Job, TrainingRun, TrainingWorker
+from .training.store import Card, TrainedModels
 from .worker import Progress, Request
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ class Engine:
                                  queue_size=self.settings.queue_size)
         self._requests: "weakref.WeakValueDictionary[int, Request]" = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
+        # Models made in this app (Pretrain, Fine-tune tabs): registered from their folders, so they survive restarts.
+        self.trained = TrainedModels(self.settings.cache_dir / "trained", self.registry, self.models.unload)
+        self.trained.scan()
+        self._training: TrainingWorker | None = None
 
     # --- the shared machinery -------------------------------------------------------------------------------
     def spec(self, task: str, model: str | None = None) -> ModelSpec:
@@ -130,7 +136,32 @@ class Engine:
         return self.models.unload(model)
 
     def close(self) -> None:
+        if self._training is not None:
+            self._training.close()
         self.models.unload_all()
+
+    # --- training: one run at a time, its results registry models ---------------------------------------------
+    @property
+    def training(self) -> TrainingWorker:
+        """The training slot (created on first use): ``engine.training.running`` says what is training now."""
+        with self._lock:
+            if self._training is None:
+                self._training = TrainingWorker()
+            return self._training
+
+    def start_training(self, description: str, job: Job) -> TrainingRun:
+        """Run a trainer in the training worker (see :mod:`engine.training.runner`); BusyError while another runs."""
+        run = self.training.start(description, job)
+        self._requests[run.id] = run.request
+        return run
+
+    def trained_models(self, task: str | None = None) -> list[Card]:
+        """The models trained in this app (of ``task``, when given), newest first, with their cards."""
+        return self.trained.cards(task)
+
+    def delete_model(self, name: str) -> None:
+        """Delete a model trained in this app: unloaded, unregistered, its folder removed."""
+        self.trained.delete(name)
 
     def status(self) -> EngineStatus:
         p = self.policy

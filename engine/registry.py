@@ -194,6 +194,10 @@ class Registry:
             raise UnknownModelError(name, [s.name for s in self.for_task(task)] if task else self.names())
         return spec
 
+    def remove(self, name: str) -> None:
+        """Forget a model (a deleted trained model); a no-op for a name that is not registered."""
+        self._specs.pop(name, None)
+
     def names(self) -> list[str]:
         return list(self._specs)
 
