@@ -14,6 +14,7 @@ import sys
 
 import gradio as gr
 
+from apps.loading import PRELOAD_DEFAULT, preload
 from engine import Engine, Settings
 
 log = logging.getLogger("llm_lab")
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(settings_from(args))
     log.info("device: %s", engine.policy.describe())
     demo = build_app(engine)
+    preload(engine, os.environ.get("LLM_LAB_PRELOAD", PRELOAD_DEFAULT))  # first request as fast as the next ones
     # A service manager stops us with SIGTERM: exit normally, so that clean-up (the downloads folder) runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=engine.settings.max_upload_bytes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine import Engine
+from engine.sources import availability
 
 from .common import user_errors
 
@@ -25,19 +26,29 @@ def loaded_rows(engine: Engine) -> list[list]:
 
 
 def registry_rows(engine: Engine) -> list[list]:
+    """Every registered model, with where its weights stand on this machine (checked without the network) and how
+    to get them when they are not here."""
     loaded = {m.name for m in engine.status().loaded}
-    return [[s.name, s.task, s.family, s.source + (f"@{s.revision}" if s.revision else ""), s.license, s.size,
-             "yes" if s.default else "", "loaded" if s.name in loaded else ""] for s in
-            (engine.registry.get(n) for n in engine.registry.names())]
+    rows = []
+    for spec in (engine.registry.get(n) for n in engine.registry.names()):
+        here = availability(spec, engine.settings)
+        rows.append([spec.name, spec.task, spec.family, spec.source + (f"@{spec.revision}" if spec.revision else ""),
+                     spec.license, spec.size, "yes" if spec.default else "", "loaded" if spec.name in loaded else "",
+                     f"{here.state}: {here.detail}", here.how])
+    return rows
 
 
 LOADED_HEADERS = ["model", "task", "family", "memory (MB)", "load (s)", "requests served", "waiting", "idle (s)"]
-REGISTRY_HEADERS = ["model", "task", "family", "source", "licence", "size", "default", "state"]
+REGISTRY_HEADERS = ["model", "task", "family", "source", "licence", "size", "default", "state", "on this machine",
+                    "how to get it"]
 
 
 def build(engine: Engine) -> gr.Blocks:
     with gr.Blocks() as tab:
-        gr.Markdown("One engine serves every tab: models load on first use, once, and share one memory budget.")
+        gr.Markdown("One engine serves every tab: models load on first use, once, and share one memory budget. "
+                    "**On this machine** says for each model whether it is *packaged* (installed from PyPI and "
+                    "converted: loads at once, offline), *on disk* (in the hub cache or a folder), or needs a "
+                    "*download* on first use, and **how to get it** says what to run.")
         status = gr.Markdown(status_markdown(engine))
         loaded = gr.Dataframe(loaded_rows(engine), headers=LOADED_HEADERS, label="Loaded models", interactive=False)
         with gr.Row():

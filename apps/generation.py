@@ -19,6 +19,7 @@ from engine.tasks.generation import (GenerationOptions, GenerationResult, Genera
                                      TokenStep)
 
 from .common import model_choices, model_label, model_work, user_errors
+from .loading import with_load_notice
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +270,8 @@ def build(engine: Engine) -> gr.Blocks:
         gen_outputs = [output, info, coloured, steps_table, request_id]
         gen_inputs = [prompt, model, chat, system_prompt, max_new_tokens, temperature, top_k, top_p,
                       repetition_penalty, stop, seed]
-        events = [trigger(run_stream, gen_inputs, gen_outputs, api_visibility="private", **model_work(engine))
+        loads = with_load_notice(engine, TASK)  # which model, its size and progress while it loads
+        events = [trigger(loads(run_stream), gen_inputs, gen_outputs, api_visibility="private", **model_work(engine))
                   for trigger in (run.click, prompt.submit)]
         stop_button.click(stop_stream, request_id, gen_outputs, cancels=events, queue=False,
                           api_visibility="private")
@@ -299,8 +301,8 @@ def build(engine: Engine) -> gr.Blocks:
         lens_outputs = [lens_info, before, after, raw]
         lens_inputs = [lens_prompt, model, lens_k, lens_t, lens_p]
         for trigger in (predict.click, lens_prompt.submit):
-            trigger(lens, lens_inputs, lens_outputs, api_visibility="private", **model_work(engine))
-        step.click(lens_step, lens_inputs + [lens_state],
+            trigger(loads(lens), lens_inputs, lens_outputs, api_visibility="private", **model_work(engine))
+        step.click(loads(lens_step), lens_inputs + [lens_state],
                    [lens_prompt, *lens_outputs, stepped, lens_steps, lens_state], api_visibility="private",
                    **model_work(engine))
         reset.click(lambda: ("", [], None), None, [stepped, lens_steps, lens_state], api_visibility="private",

@@ -357,3 +357,56 @@ def materialize(key: str, cache_dir: Path) -> Path:
                     {"key": key, "converter": CONVERTER_VERSION, "inputs": input_fingerprints, "outputs": outputs})
         logger.info("Converted %s in %.1f s", key, time.perf_counter() - started)
     return final
+
+
+def is_ready(key: str, cache_dir: Path) -> bool:
+    """Whether ``key`` is installed and already converted into ``cache_dir`` (so loading it converts nothing).
+
+    Reads the manifest and the files' sizes and times (hashing only a file whose time moved); never converts."""
+    source = _source(key)
+    try:
+        dirs = _package_dirs(source)
+        if source.kind == "folder":
+            return _model_folder(source, dirs).is_dir()
+        return _up_to_date(Path(cache_dir), source, _inputs(source, dirs))
+    except (ModelUnavailableError, ModelLoadError, OSError):
+        return False
+
+
+def materialize_installed(cache_dir: Path) -> dict[str, Path | Exception]:
+    """Convert every installed packaged model into ``cache_dir`` now (what ``scripts/setup.sh`` runs at install), so
+    that the app's first request does not wait for a conversion. Returns each key's path, or the error it met."""
+    done: dict[str, Path | Exception] = {}
+    for key in PACKAGED:
+        if not is_installed(key):
+            continue
+        try:
+            done[key] = materialize(key, cache_dir)
+        except (ModelUnavailableError, ModelLoadError, OSError) as e:
+            logger.error("could not convert %s: %s", key, e)
+            done[key] = e
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.packaged [CACHE_DIR]``: convert the installed packaged models into the cache the app reads
+    (``$LLM_LAB_CACHE``, else ``$HF_HOME/llm-lab``; see :func:`engine.config.default_cache_dir`)."""
+    import argparse
+
+    from engine.config import default_cache_dir
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("cache_dir", nargs="?", type=Path, default=None,
+                        help="the app's cache folder (default: $LLM_LAB_CACHE, else $HF_HOME/llm-lab)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cache = (args.cache_dir or default_cache_dir()) / "packaged"  # as engine.sources resolves packaged:KEY
+    failed = 0
+    for key, outcome in materialize_installed(cache).items():
+        failed += isinstance(outcome, Exception)
+        logger.info("%-24s %s", key, outcome if isinstance(outcome, Exception) else f"ready: {outcome}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

