@@ -37,6 +37,7 @@ FAMILY_MODULES: dict[str, str] = {
     "sequence-classification": "engine.tasks.sentiment",
     "whisper": "engine.tasks.speech",
     "sentence-encoder": "engine.tasks.embedding",
+    "attention": "engine.tasks.attention",  # eager-attention copies for attention maps
 }
 
 
@@ -180,3 +181,4 @@ class Engine:
     explain = _task_api("engine.tasks.sentiment", "explain")
     transcribe = _task_api("engine.tasks.speech", "transcribe")
     embed = _task_api("engine.tasks.embedding", "embed")
+    attention = _task_api("engine.tasks.attention", "attention")
