@@ -14,6 +14,7 @@ import sys
 
 import gradio as gr
 
+import api
 from apps.loading import PRELOAD_DEFAULT, preload
 from engine import Engine, Settings
 
@@ -49,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-budget-gb", type=float, help="memory for loaded models (LLM_LAB_MEMORY_BUDGET_GB)")
     p.add_argument("--concurrency", type=int, help="model events run at once, all tabs (LLM_LAB_CONCURRENCY)")
     p.add_argument("--queue-size", type=int, help="waiting events before 'busy' (LLM_LAB_QUEUE_SIZE)")
+    p.add_argument("--api-key", default=os.environ.get("LLM_LAB_API_KEY") or None,
+                   help="key the /v1 API requires as 'Authorization: Bearer KEY' (LLM_LAB_API_KEY); without one the "
+                        "API answers loopback clients only")
     p.add_argument("--log-level", default=os.environ.get("LLM_LAB_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
 
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     # A service manager stops us with SIGTERM: exit normally, so that clean-up (the downloads folder) runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=engine.settings.max_upload_bytes,
-                footer_links=["api", "settings"])
+                footer_links=["api", "settings"], app_kwargs=api.app_kwargs(engine, args.api_key))  # + /v1
 
 
 if __name__ == "__main__":

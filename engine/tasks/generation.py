@@ -28,7 +28,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ MAX_STOP_CHARS = 100
 MAX_TOP_K = 1000  # beyond this, top-k changes nothing visible; use 0 to turn it off
 ALTERNATIVES = 5  # runner-up tokens recorded at each step
 FINISH_REASONS = ("length", "stop", "eos", "cancelled")
+Prompt = Union[str, Sequence[Mapping[str, str]]]  # a text, or (chat mode) a conversation of {"role", "content"}
 
 
 # --- options and results ------------------------------------------------------------------------------------------
@@ -331,18 +332,21 @@ class CausalLM:
         self.peak_rows = 0  # the most rows decoded together so far (for tests and benchmarks)
 
     # prepare (the caller's thread) ------------------------------------------------------------------------------------
-    def prepare(self, prompt: str, max_new_tokens: int, chat: bool | None = None,
+    def prepare(self, prompt: Prompt, max_new_tokens: int, chat: bool | None = None,
                 system_prompt: str | None = None) -> Prepared:
-        """Token ids for ``prompt``: through the chat template in chat mode, cut from the left to fit the context."""
+        """Token ids for ``prompt`` (a text, or in chat mode a conversation: see :func:`chat_messages`): through the
+        chat template in chat mode, cut from the left to fit the context."""
         name, notes = self.spec.name, []
         use_chat = (self.spec.chat and self.has_template) if chat is None else bool(chat)
         if use_chat and not self.has_template:
             raise InvalidOptionsError(f"{name} has no chat template: it is a base model that continues text. Turn "
                                       "chat mode off, or pick an instruct model.")
+        if not use_chat and not isinstance(prompt, str):
+            raise InvalidOptionsError("A conversation (a list of messages) needs chat mode; turn chat on, or give "
+                                      "the text to continue.")
         with self.tokenizer_lock:
             if use_chat:
-                messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-                messages.append({"role": "user", "content": prompt})
+                messages = chat_messages(prompt, system_prompt)
                 text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
                 ids = self.tokenizer.encode(text, add_special_tokens=False)
             else:
@@ -592,13 +596,33 @@ def load(spec: ModelSpec, files: Path, engine: "Engine") -> CausalLM:
 
 
 # --- the public API ---------------------------------------------------------------------------------------------------
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def chat_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The conversation a chat template reads: ``prompt`` is the user's message, or a whole conversation as a list
+    of ``{"role": "system" | "user" | "assistant", "content": text}`` (earlier turns included); ``system_prompt``,
+    when given, goes first."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + turns
+
+
 def _check_prompt(engine: "Engine", prompt: Any, system_prompt: Any) -> None:
-    check_text(prompt, "prompt", engine.settings.max_chars)
+    if isinstance(prompt, (list, tuple)):
+        if not prompt:
+            raise InvalidInputError("The conversation is empty; give at least one message.")
+        for m in prompt:
+            if not isinstance(m, dict) or m.get("role") not in CHAT_ROLES or not isinstance(m.get("content"), str):
+                raise InvalidInputError(f"Each message must be {{'role': one of {', '.join(CHAT_ROLES)}, "
+                                        f"'content': text}}; got {str(m)[:80]!r}.")
+        check_text("\n".join(m["content"] for m in prompt), "conversation", engine.settings.max_chars)
+    else:
+        check_text(prompt, "prompt", engine.settings.max_chars)
     if system_prompt is not None and system_prompt != "":
         check_text(system_prompt, "system prompt", engine.settings.max_chars)
 
 
-def _submit(engine: "Engine", prompt: str, model: str | None, options: GenerationOptions | None,
+def _submit(engine: "Engine", prompt: Prompt, model: str | None, options: GenerationOptions | None,
             overrides: dict[str, Any], chat: bool | None, system_prompt: str | None) -> Request:
     options = make_options(options, **overrides)
     _check_prompt(engine, prompt, system_prompt)
@@ -610,9 +634,11 @@ def _submit(engine: "Engine", prompt: str, model: str | None, options: Generatio
     return request
 
 
-def generate(engine: "Engine", prompt: str, model: str | None = None, options: GenerationOptions | None = None, *,
+def generate(engine: "Engine", prompt: Prompt, model: str | None = None, options: GenerationOptions | None = None, *,
              chat: bool | None = None, system_prompt: str | None = None, **overrides: Any) -> GenerationResult:
-    """Generate a continuation of ``prompt`` (or, in chat mode, the assistant's reply to it).
+    """Generate a continuation of ``prompt`` (or, in chat mode, the assistant's reply to it; in chat mode
+    ``prompt`` may also be a whole conversation, a list of ``{"role", "content"}`` messages: see
+    :func:`chat_messages`).
 
     ``overrides`` are :class:`GenerationOptions` fields: ``max_new_tokens``, ``temperature`` (0 = greedy),
     ``top_k``, ``top_p``, ``repetition_penalty``, ``stop`` (a string or a list), ``seed``. ``chat``: apply the
@@ -659,7 +685,7 @@ class GenerationStream:
         self.close()
 
 
-def stream(engine: "Engine", prompt: str, model: str | None = None, options: GenerationOptions | None = None, *,
+def stream(engine: "Engine", prompt: Prompt, model: str | None = None, options: GenerationOptions | None = None, *,
            chat: bool | None = None, system_prompt: str | None = None, **overrides: Any) -> GenerationStream:
     """Like :func:`generate`, but yields each :class:`TokenStep` as soon as it is computed."""
     return GenerationStream(_submit(engine, prompt, model, options, overrides, chat, system_prompt))
