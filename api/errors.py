@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 
 from engine import (BusyError, CancelledError, EngineError, InputTooLargeError, InvalidInputError, ModelLoadError,
                     ModelUnavailableError, UnknownModelError)
+from engine.errors import RemoteServerError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def from_engine(error: BaseException, param_names: dict[str, str] | None = None)
         first = re.match(r"(?:Each )?(\w+)", message)
         param = names.get(first.group(1)) if first else None
         return ApiError(400, message, param=param, code="invalid_value")
+    if isinstance(error, RemoteServerError):  # the model's own server failed: a bad gateway, as proxies say
+        return ApiError(502, message, code="upstream_error")
     if isinstance(error, ModelUnavailableError):
         return ApiError(503, message, param="model", code="model_unavailable")
     if isinstance(error, ModelLoadError):

