@@ -74,8 +74,9 @@ def sample_next_token(logits: torch.Tensor, options: GenerationOptions,
 
 
 def reshaped_distribution(logits: torch.Tensor, options: GenerationOptions) -> torch.Tensor:
-    """The full-vocabulary sampling distribution (B, V) that :func:`sample_next_token` draws from."""
-    logits = logits.float()
+    """The full-vocabulary sampling distribution (B, V) that :func:`sample_next_token` draws from: float32, or
+    float64 for float64 ``logits`` (the next-token lens, whose distributions must sum to 1 on every machine)."""
+    logits = logits if logits.dtype == torch.float64 else logits.float()
     probs, ids = shape_distribution(logits, options.temperature, options.top_k, options.top_p)
     return probs if ids is None else torch.zeros_like(logits).scatter_(-1, ids, probs)
 
