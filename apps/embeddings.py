@@ -271,7 +271,8 @@ def build(engine: Engine) -> gr.Blocks:
                     pieces = gr.Markdown()
                     neighbours_table = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label="Nearest tokens",
                                                     interactive=False)
-            gr.Markdown("**Analogy** by vector arithmetic: the tokens nearest to *a − b + c* (the three words left out).")
+            gr.Markdown("**Analogy** by vector arithmetic: the tokens nearest to *a − b + c* (the three words left "
+                        "out).")
             with gr.Row():
                 a = gr.Textbox(label="a", value="king", max_length=100)
                 b = gr.Textbox(label="b (minus)", value="man", max_length=100)

@@ -119,7 +119,7 @@ def project(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np
         import umap
 
         reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, n - 1)), metric="cosine", random_state=seed,
-                            init="random" if n < 8 else "spectral")
+                            n_jobs=1, init="random" if n < 8 else "spectral")
         return reducer.fit_transform(vectors.astype(np.float32)), ()
     raise InvalidOptionsError(f"Unknown map method {method!r}; choose one of: {', '.join(METHODS)}.")
 
