@@ -25,6 +25,7 @@ from api import OpenAIApi
 from api.access import is_loopback
 from app_process import running_app, speech_wav
 from engine import Engine, Settings
+from tolerances import gamma, softmax_sum_tol
 
 KEY = "test-key-15"
 CHAT = "SmolLM2-135M-Instruct"
@@ -189,7 +190,10 @@ def test_chat_keeps_the_conversation_and_reports_logprobs(openai_client):
         assert token.logprob == pytest.approx(token.top_logprobs[0].logprob)
         assert [t.logprob for t in token.top_logprobs] == sorted((t.logprob for t in token.top_logprobs),
                                                                  reverse=True)
-        assert sum(np.exp(t.logprob) for t in token.top_logprobs) <= 1 + 1e-6
+        # a float32 log-softmax over SmolLM2's 49,152 tokens: its normaliser may be short by up to softmax_sum_tol
+        # in an order-dependent way (all probabilities summed to 1 + 2e-5 on an AVX2-only CPU, issue 16), so three
+        # probabilities may exceed 1 by as much
+        assert sum(np.exp(t.logprob) for t in token.top_logprobs) <= 1 + softmax_sum_tol(49_152)
 
 
 @pytest.mark.slow
@@ -208,7 +212,8 @@ def test_completions_continue_the_prompt(openai_client):
 def test_embeddings(openai_client):
     r = openai_client.embeddings.create(model="all-MiniLM-L6-v2", input=["a cat", "a kitten", "a truck"])
     v = np.array([d.embedding for d in r.data])
-    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    # unit vectors normalised in float32: the norm of 384 terms is a float32 sum, within gamma(384) of 1 in any order
+    assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, rtol=0, atol=gamma(384))
     assert v[0] @ v[1] > v[0] @ v[2] + 0.1 and r.usage.prompt_tokens >= 6
     b64 = openai_client.embeddings.create(model="all-MiniLM-L6-v2", input="a cat", encoding_format="base64")
     decoded = np.frombuffer(base64.b64decode(b64.data[0].embedding), dtype="<f4")  # little-endian float32
