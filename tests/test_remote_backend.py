@@ -10,14 +10,9 @@ slow, a wrong key, an unknown model, a 500, a stream cut in the middle, a malfor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import subprocess
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -25,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from app_process import ROOT, free_port, serving
+import llama_server as llama_server_module
+from app_process import free_port, serving
 from engine import Engine, ModelSpec, Registry, Settings
-from engine.errors import EngineError, InvalidOptionsError, RemoteServerError
+from engine.errors import InvalidOptionsError, RemoteServerError
 from engine.tasks.generation import GenerationResult, NextTokenDistribution, TokenStep
 
-SETUP = ROOT / "scripts" / "setup-llama-server.sh"
-START_TIMEOUT_S = 120.0
+metric = llama_server_module.metric
 
 
 def remote_spec(name: str, url: str, remote_model: str, **fields) -> ModelSpec:
@@ -53,53 +48,12 @@ def test_registry_entries_for_remote_models():
 
 
 # --- llama.cpp's server, on loopback --------------------------------------------------------------------------------------
-def llama_server_binary() -> Path:
-    """Build it if needed (minutes, once; then the script answers at once) and return its path."""
-    done = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        pytest.fail(f"scripts/setup-llama-server.sh failed:\n{done.stderr[-3000:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
-def smollm2_gguf() -> Path:
-    from engine import packaged
-
-    source = packaged._source("smollm2-135m-instruct")
-    return packaged._inputs(source, packaged._package_dirs(source))[0]
-
-
-def get_json(url: str, timeout: float = 5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.load(r)
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """``llama-server`` serving SmolLM2 on a free loopback port: (base URL, the server's model name)."""
-    binary = llama_server_binary()
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    args = [str(binary), "-m", str(smollm2_gguf()), "--host", "127.0.0.1", "--port", str(port), "--alias",
-            "smollm2", "-c", "4096", "-np", "4", "-t", "2", "--metrics", "--no-webui"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError, ValueError):
-                if get_json(f"http://127.0.0.1:{port}/health").get("status") == "ok":
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"llama-server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", "smollm2", port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """``llama-server`` serving SmolLM2 on a free loopback port: (base URL, the server's model name, port). It is
+    built first if needed (a RuntimeError with the build's log if that fails: the test fails, it is not skipped)."""
+    with llama_server_module.running(tmp_path_factory.mktemp("llama-server") / "server.log") as (url, port):
+        yield url, llama_server_module.ALIAS, port
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +64,6 @@ def remote_engine(llama_server, tmp_path_factory):
     engine = Engine(Settings(cache_dir=tmp_path_factory.mktemp("cache"), offline=True), registry=registry)
     yield engine
     engine.close()
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not in llama-server's metrics")
 
 
 @pytest.mark.slow
@@ -198,11 +144,16 @@ def test_text_generation_tab_through_llama_server(remote_engine):
 
 
 # --- failures, played by a small server of our own ------------------------------------------------------------------------
+CLOSED: list[str] = []  # the streams of model "long" that ended because the client went away
+
+
 async def _chat(request: Request):
     body = await request.json()
     model = body["model"]
     if model == "boom":
         return JSONResponse({"error": {"message": "CUDA out of memory"}}, status_code=500)
+    if model == "long":
+        return StreamingResponse(_long(), media_type="text/event-stream")
 
     async def events():
         if model == "slow":
@@ -221,10 +172,23 @@ async def _chat(request: Request):
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+async def _long():
+    """A token every 50 ms for 50 s, unless the client leaves."""
+    try:
+        for i in range(1000):
+            chunk = {"choices": [{"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+            await asyncio.sleep(0.05)
+        yield "data: [DONE]\n\n"
+    except asyncio.CancelledError:
+        CLOSED.append("long")
+        raise
+
+
 async def _models(request: Request):
     if request.headers.get("authorization") != "Bearer sekret":
         return JSONResponse({"error": {"message": "Invalid API key"}}, status_code=401)
-    return JSONResponse({"data": [{"id": m} for m in ("ok", "slow", "cut", "malformed", "boom")]})
+    return JSONResponse({"data": [{"id": m} for m in ("ok", "slow", "cut", "malformed", "boom", "long")]})
 
 
 def _keyed(handler):
@@ -260,7 +224,7 @@ def mock_engine(mock_server, tmp_path, monkeypatch):
     monkeypatch.setenv("MOCK_KEY", "sekret")
     monkeypatch.setenv("WRONG_KEY", "nope")
     registry = Registry()
-    for name in ("ok", "slow", "cut", "malformed", "boom"):
+    for name in ("ok", "slow", "cut", "malformed", "boom", "long"):
         registry.add(remote_spec(name, mock_server, name, api_key_env="MOCK_KEY"))
     registry.add(remote_spec("wrong-key", mock_server, "ok", api_key_env="WRONG_KEY"))
     registry.add(remote_spec("no-key", mock_server, "ok"))
@@ -279,7 +243,7 @@ def mock_engine(mock_server, tmp_path, monkeypatch):
                   "WRONG_KEY"),
     ("no-key", r"refused the request \(401.*set api_key_env"),
     ("unset-key", r"LLM_LAB_TEST_UNSET_KEY .* is not set"),
-    ("missing", r"has no model called 'llama-9000'; it has ok, slow, cut, malformed, boom"),
+    ("missing", r"has no model called 'llama-9000'; it has ok, slow, cut, malformed, boom, long"),
     ("boom", r"failed with 500: CUDA out of memory. Check the server's log"),
     ("cut", r"stream from the server at .* ended before the reply was complete"),
     ("malformed", r"malformed event"),
@@ -308,3 +272,24 @@ def test_a_stream_the_server_cuts_fails_after_the_steps_it_gave(mock_engine):
             for step in s:
                 got.append(step.text)
     assert got == ["Hello"]
+
+
+def test_stop_closes_the_http_stream(mock_engine):
+    CLOSED.clear()
+    s = mock_engine.stream("Hi", "long", max_new_tokens=1000)
+    assert [next(s).text for _ in range(3)] == [" w0", " w1", " w2"]
+    mock_engine.cancel(s.id)  # the Stop button
+    rest = list(s)
+    assert s.result.finish_reason == "cancelled" and len(rest) < 20
+    deadline = time.monotonic() + 5
+    while not CLOSED and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert CLOSED == ["long"]  # the server saw the client leave: its generation stopped
+
+
+def test_a_server_without_logprobs(mock_engine):
+    r = mock_engine.generate("Hi", "ok", max_new_tokens=5)
+    assert [t.text for t in r.tokens] == ["Hello", " there", " friend"] and r.finish_reason == "eos"
+    assert any("did not report token probabilities" in n for n in r.notes)
+    with pytest.raises(RemoteServerError, match="next-token lens cannot show"):
+        mock_engine.next_token("Hi", "ok", chat=True)
