@@ -258,3 +258,41 @@ def test_tied_embeddings_softmax_of_inner_products_is_the_models_distribution(en
     assert lens.agrees and lens.max_abs_difference < 1e-5
     assert [c.prob_from_inner_products for c in lens.candidates] == pytest.approx(
         [c.model_prob for c in lens.candidates], abs=1e-5)
+
+
+# --- the tab's endpoint and its plain functions ----------------------------------------------------------------------
+def test_pretrain_endpoint_streams_and_refuses_bad_input_with_a_message(engine):
+    import apps.pretrain
+    from app_process import serving
+    from gradio_client.exceptions import AppError
+
+    with serving(apps.pretrain.build(engine)) as client:
+        job = client.submit(text=TEXT, n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4, max_iters=20,
+                            eval_interval=10, eval_iters=2, name="smoke-gpt", api_name="/pretrain")
+        final = job.result(timeout=300)
+        outputs = job.outputs()
+        assert final["done"] and final["model"] == "smoke-gpt" and final["step"] == 20
+        assert [o["step"] for o in outputs if o["val_loss"] is not None and not o["done"]] == [0, 10, 20]
+        assert engine.generate("To be", model="smoke-gpt", max_new_tokens=4, seed=0).text is not None
+        with pytest.raises(AppError, match="divisible by n_head"):
+            client.predict(text=TEXT, n_embd=30, n_head=4, name="bad", api_name="/pretrain")
+        with pytest.raises(AppError, match="at least 500"):
+            client.predict(text="short", name="bad", api_name="/pretrain")
+        assert client.predict(text=TEXT, n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4, max_iters=3,
+                              eval_interval=10, eval_iters=1, name="still-up", api_name="/pretrain")["done"]
+
+
+def test_page_helpers():
+    import apps.pretrain as page
+
+    options = page.options_from({**{f: getattr(PretrainOptions(), f) for f in page.FIELDS}, "lr_decay_iters": 0,
+                                 "max_iters": 300.0})
+    assert options["lr_decay_iters"] is None and options["max_iters"] == 300 and isinstance(options["max_iters"], int)
+    frame = page.lr_frame(options, step=100)
+    assert frame["learning rate"].max() == pytest.approx(1e-3) and set(frame["series"]) == {"schedule", "done"}
+    assert frame[frame.series == "done"]["step"].max() <= 100
+    losses = page.loss_frame([(i, 4.0 - i / 1000) for i in range(1, 2001)], [(0, 4.2, 4.2), (250, 2.5, 2.6)])
+    assert len(losses[losses.series == "train (batch)"]) <= 401 and set(losses.series) == {
+        "train (batch)", "train (evaluation)", "validation"}
+    for preset in page.PRESETS.values():  # every preset is a valid set of options
+        make_options(**{k: v or None if k == "lr_decay_iters" else v for k, v in preset.items()})
