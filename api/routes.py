@@ -10,6 +10,7 @@ stops at its next step (the Stop button's cancel).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 GENERATION, EMBEDDING, SPEECH = "text-generation", "embedding", "speech-to-text"
 API_TASKS = (GENERATION, EMBEDDING, SPEECH)
 _END = object()
+MAX_JSON_BYTES = 8 * 2**20  # far above any text the engine accepts (LLM_LAB_MAX_CHARS), far below harm
 
 
 class OpenAIApi:
@@ -97,8 +99,17 @@ class OpenAIApi:
 
     # --- text generation ------------------------------------------------------------------------------------------
     async def _body(self, request: Request) -> Any:
+        """The JSON body, read up to :data:`MAX_JSON_BYTES` (a longer one is refused before it is all read)."""
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_JSON_BYTES:
+                raise ApiError(413, f"The request body is larger than {MAX_JSON_BYTES // 2**20} MB; texts are "
+                                    f"limited to {self.engine.settings.max_chars:,} characters.",
+                               code="input_too_large")
+            chunks.append(chunk)
         try:
-            return await request.json()
+            return json.loads(b"".join(chunks))
         except ValueError:
             raise ApiError(400, "The request body must be JSON (Content-Type: application/json).") from None
 

@@ -96,6 +96,16 @@ def test_bad_audio_parameters(engine, tmp_path):
     assert r.status_code == 400 and error_of(r)["param"] == "language"  # translations have no language
 
 
+def test_bodies_that_are_not_json_or_too_large(engine):
+    client = client_for(engine)
+    r = client.post("/v1/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "JSON" in error_of(r)["message"]
+    r = client.post("/v1/completions", content=b"[" + b"1," * (5 * 2**20) + b"1]")
+    assert r.status_code == 413 and error_of(r)["code"] == "input_too_large"
+    r = client.post("/v1/completions", json=["a list"])
+    assert r.status_code == 400 and "object" in error_of(r)["message"]
+
+
 def test_unknown_model_is_404_listing_the_models_of_its_task(engine):
     client = client_for(engine)
     r = client.post("/v1/chat/completions", json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})

@@ -76,6 +76,7 @@ class RemoteLM:
 
     joins = True  # requests that arrive while others stream start at once (see run_batch)
     nbytes = 0  # its weights live on the server
+    has_template = False  # the server applies its chat template: code that formats one itself sends plain text
 
     def __init__(self, spec: ModelSpec, max_batch: int = 16, read_timeout_s: float | None = None) -> None:
         import httpx
@@ -97,6 +98,7 @@ class RemoteLM:
             limits=httpx.Limits(max_connections=max_batch + 4))
         self._streams: dict[int, Any] = {}  # request id -> its open HTTP response, closed on cancel
         self._lock = threading.Lock()
+        self.tokenizer_lock = threading.Lock()  # as a local model has; see ``tokenizer``
         self._wake = threading.Event()
         info = self._describe()
         meta = info.get("meta") or {}
@@ -226,6 +228,12 @@ class RemoteLM:
                                       f"context of {self.context} tokens; choose at most {self.context - 1}.")
         content = chat_messages(prompt, system_prompt) if use_chat else prompt
         return RemotePrompt((), use_chat, tuple(notes), content)
+
+    @property
+    def tokenizer(self) -> Any:
+        """Work that needs the model's token ids (zero-shot scoring of label words) cannot use a remote model."""
+        raise InvalidOptionsError(f"{self.spec.name} runs on another server ({self.base_url}): its tokenizer is not "
+                                  "here, so this needs a local text-generation model; pick one.")
 
     def token_text(self, token_id: int) -> str:
         return ""  # the server sends each token's text with it
