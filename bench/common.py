@@ -293,6 +293,11 @@ class Benchmark:
     report: Callable[[dict[str, SideReport], dict], list[str]] | None = None  # extra lines (e.g. bandwidth bound)
     engine_env: dict[str, str] = dataclasses.field(default_factory=dict)
     script: str = ""  # the script's file (``__file__``), run again as each side's process
+    # Sides beyond "baseline" and "engine" are peers (another library a user might pick instead): each runs in its own
+    # process in the same rounds. ``baseline_name`` names the baseline in tables; ``rows(reports, config)`` returns
+    # further table rows (see :func:`peer_row`), e.g. the engine against each peer, for ``bench/run_all --json``.
+    baseline_name: str = ""
+    rows: Callable[[dict[str, SideReport], dict], list[dict]] | None = None
 
 
 def _busy_cpu_s() -> float | None:
@@ -413,13 +418,26 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> None:
     summary = {"task": bench.task, "ratio": round(ratio, 3), "target": bench.target, "agreement": agreement.summary,
                "agreement_ok": agreement.ok, "agreement_score": agreement.score, "device": args.device,
                "threads": args.threads, "quick": args.quick, "busy": busy, "others_cpu_s": others,
-               "in_process": args.in_process,
+               "in_process": args.in_process, "unit": bench.unit, "baseline_name": bench.baseline_name,
+               "rows": bench.rows(reports, config) if bench.rows else [],
                "sides": {name: {"median_s": rep.median_s, "rounds_s": rep.rounds_s, "load_s": rep.load_s,
                                 "per_s": rep.per_s, "peak_rss_mb": rep.peak_rss_mb, "cuda_peak_mb": rep.cuda_peak_mb,
                                 "extra": rep.extra} for name, rep in reports.items()}}
     print("\n".join(lines))
     print("result: " + json.dumps(summary))
     print(f"ratio: {ratio:.2f}", flush=True)
+
+
+def peer_row(task: str, peer: str, engine: tuple[float, str], peer_value: tuple[float, str], ratio: float,
+             target: float | None, agreement: tuple[float | None, str], agreement_ok: bool = True) -> dict:
+    """One row of ``bench/run_all --json``: the engine against one peer. ``engine`` and ``peer_value`` are
+    (value, unit), seconds or a throughput; ``ratio`` is peer time / engine time (above 1: the engine is faster);
+    ``agreement`` is (number, what it measures); ``target`` None where the issue sets none (then ``met`` is None)."""
+    met = None if target is None else bool(ratio >= target and agreement_ok)
+    return {"task": task, "engine": {"value": round(engine[0], 4), "unit": engine[1]}, "peer": peer,
+            "peer_value": {"value": round(peer_value[0], 4), "unit": peer_value[1]}, "ratio": round(ratio, 3),
+            "target": target, "agreement": {"value": agreement[0], "measures": agreement[1]},
+            "agreement_ok": agreement_ok, "met": met}
 
 
 def engine_settings(args: argparse.Namespace, **overrides: Any):
