@@ -182,4 +182,6 @@ class Engine:
     explain = _task_api("engine.tasks.sentiment", "explain")
     transcribe = _task_api("engine.tasks.speech", "transcribe")
     embed = _task_api("engine.tasks.embedding", "embed")
+    finetune_classifier = _task_api("engine.training.finetune", "finetune_classifier")
+    finetune_lm = _task_api("engine.training.finetune_lm", "finetune_lm")
     attention = _task_api("engine.tasks.attention", "attention")
