@@ -132,5 +132,8 @@ def build(engine: Engine) -> gr.Blocks:
         upload.change(columns_of, upload, column, api_visibility="private", queue=False)
         batch_button.click(batch_ui, [lines, upload, column, model], [table, counts, download, batch_notes],
                            api_visibility="private", **model_work(engine))
+        # Classifiers made in the Fine-tune tab appear without a reload: the list is read again each time it opens.
+        model.focus(lambda: gr.Dropdown(choices=model_choices(engine)[0]), None, model, api_visibility="private",
+                    queue=False)
         gr.api(classify, api_name="classify", **model_work(engine))
     return tab
