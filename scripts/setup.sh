@@ -29,3 +29,18 @@ if [ ! -f "$done_stamp" ] || [ "$(cat "$done_stamp")" != "$converted" ]; then
     echo "warning: some packaged models could not be converted; the app converts them on first use" >&2
   fi
 fi
+# The offline sentiment default: MiniLM fine-tuned on the bundled reviews, the default only when it beats the instruct
+# LLM's zero-shot scoring on the hand-written held-out reviews (engine/training/bundled.py). Once (a few minutes on
+# 2 CPU cores); one setup at a time trains it (flock), the others wait and find it done. Not for the tests (--dev):
+# they train their own models, and without it the instruct LLM classifies offline, as before.
+bundled_stamp="$cache/trained/.bundled-by-setup"
+bundled="$(cat assets/datasets/reviews-train.csv assets/datasets/reviews-test.csv | sha256sum)"
+if [ "${1:-}" != --dev ] && { [ ! -f "$bundled_stamp" ] || [ "$(cat "$bundled_stamp")" != "$bundled" ]; }; then
+  mkdir -p "$cache/trained"
+  echo "Fine-tuning the offline sentiment classifier on the bundled reviews (once; a few minutes)..."
+  if flock "$cache/trained/.bundled.lock" env HF_HUB_OFFLINE=1 .venv/bin/python -m engine.training.bundled; then
+    printf '%s' "$bundled" > "$bundled_stamp"
+  else
+    echo "warning: the bundled sentiment classifier could not be trained; offline, the instruct LLM classifies" >&2
+  fi
+fi

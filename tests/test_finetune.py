@@ -298,3 +298,22 @@ def test_endpoints_stream_events_and_never_read_server_paths(engine, tmp_path):
         last = client.predict(text="The cat is happy. The dog is happy. " * 30, base="tiny-llama", steps=3,
                               block_size=16, name="smoke-lm", api_name="/finetune_lm")
         assert last["done"] and last["model"] == "smoke-lm" and last["perplexity_after"] > 0
+
+
+def test_the_bundled_classifier_answers_offline_only_when_it_beat_the_llm(engine):
+    """Offline, the unavailable default specialist gives way to the bundled classifier when its card says it beat the
+    LLM on held-out data (engine/training/bundled.py); the note says which model answered and how it was measured."""
+    import dataclasses
+
+    from engine.training import bundled
+    from engine.training.store import CARD
+
+    _train(engine, "probe", bundled.NAME, epochs=1)
+    assert bundled.offline_default(engine) is None  # no comparison with the LLM recorded: not the default
+    card = engine.trained.card(bundled.NAME)
+    metrics = dict(card.metrics, llm_zero_shot={"accuracy": 0.4, "macro_f1": 0.3}, offline_default=True)
+    (engine.trained.folder(bundled.NAME) / CARD).write_text(dataclasses.replace(card, metrics=metrics).to_json())
+    engine.trained.scan()
+    result = engine.classify("The cat is good.")  # the default, distilbert-sst2, is a hub model: not here
+    assert result.model == bundled.NAME
+    assert "offline default" in result.notes[0] and "instruct LLM zero-shot 40%" in result.notes[0]

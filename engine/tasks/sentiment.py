@@ -277,6 +277,14 @@ def _classify_texts(engine: "Engine", texts: list[str], model: str | None,
     try:
         return list(engine.run(TASK, spec.name, tuple(texts), progress)), ()
     except ModelUnavailableError as e:
+        from ..training.bundled import how_measured, offline_default
+
+        bundled = offline_default(engine)  # MiniLM fine-tuned on the bundled reviews, when it beat the LLM
+        if bundled is not None and bundled.name != spec.name:
+            log.info("%s unavailable, classifying with %s: %s", spec.name, bundled.name, e)
+            why = (f"{spec.name} is not on this machine and could not be downloaded, so the offline default "
+                   f"classified instead. {how_measured(bundled)}")
+            return list(engine.run(TASK, bundled.name, tuple(texts), progress)), (why,)
         log.info("%s unavailable, classifying with the instruct LLM: %s", spec.name, e)
         why = (f"{spec.name} is not on this machine and could not be downloaded, so the instruct LLM classified "
                "instead (zero-shot, from the probabilities of the label words).")

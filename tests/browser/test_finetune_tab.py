@@ -1,0 +1,68 @@
+"""The Fine-tune tab as a visitor uses it, in headless Chromium: the bundled reviews' label counts, a linear probe of
+the packaged MiniLM trained in the page (one epoch), its metrics, baselines and confusion matrix; then the new model
+picked in the Sentiment tab's list and used on a new sentence. Screenshots go to ``artifacts/screenshots/``."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ui import field, markdown_text, open_tab, press, screenshot
+
+pytestmark = pytest.mark.browser
+
+NAME = "browser-sentiment"
+
+
+@pytest.fixture
+def cleanup():
+    """The model trained here lives in the machine's model cache, like a visitor's: remove it afterwards."""
+    from engine.config import default_cache_dir
+
+    yield
+    shutil.rmtree(default_cache_dir() / "trained" / NAME, ignore_errors=True)
+
+
+def _block(page, label: str):
+    return page.locator("div.block").filter(has=page.get_by_text(label, exact=True)).locator("visible=true").last
+
+
+def test_fine_tune_on_the_bundled_reviews_then_classify_with_it(page, cleanup):
+    open_tab(page, "Fine-tune")
+    counts = markdown_text(page, r"Label counts")
+    assert "| neutral | 200 | 25 |" in counts.replace("\t", " ") or "neutral" in counts, counts
+    assert "ready: 600 examples, 3 labels" in counts, counts
+
+    page.get_by_label("Whole model").locator("visible=true").uncheck()
+    page.get_by_label("Linear probe (base frozen, new head)").locator("visible=true").check()
+    epochs = field(page, "Epochs").first
+    epochs.fill("1")
+    epochs.press("Enter")
+    field(page, "Model name").fill(NAME)
+    press(page, "Fine-tune")
+
+    status = markdown_text(page, rf"Saved as {NAME}", timeout=600_000)
+    assert "held-out examples" in status, status
+    results = _block(page, "Results on the held-out examples (fine-tuned models and baselines)")
+    results.get_by_text("baseline: majority class", exact=False).first.wait_for()
+    assert "TF-IDF + logistic regression" in results.inner_text()
+    confusion = _block(page, "Confusion matrix (rows: true label, columns: predicted)")
+    confusion.get_by_text("positive", exact=True).first.wait_for()
+    for label in ("negative", "neutral", "positive"):
+        assert label in confusion.inner_text()
+    assert "precision" in _block(page, "Per-label precision and recall").inner_text()
+    screenshot(page, "finetune")
+
+    open_tab(page, "Sentiment")
+    picker = page.get_by_label("Model", exact=True).locator("visible=true").first
+    picker.click()  # opening the list reads the registry again: the new model is in it
+    page.get_by_role("option", name=NAME, exact=True).click()
+    field(page, "Text").first.fill("The staff were rude and the room was dirty. Never again.")
+    press(page, "Classify")
+    summary = markdown_text(page, rf"Model:\s*{NAME}")
+    assert NAME in summary
+    label = page.get_by_test_id("label-output-value").locator("visible=true").first
+    label.wait_for()
+    assert label.inner_text().strip().lower() in ("negative", "neutral", "positive")
+    screenshot(page, "finetune-sentiment")
+    assert not page.errors
