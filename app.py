@@ -15,6 +15,8 @@ import sys
 import gradio as gr
 
 import api
+from apps import shell
+from apps.i18n import t
 from apps.loading import PRELOAD_DEFAULT, preload
 from engine import Engine, Settings
 
@@ -22,7 +24,9 @@ log = logging.getLogger("llm_lab")
 
 # (tab title, module under apps/): each module has build(engine) -> gr.Blocks
 TABS = [
+    ("Start here", "apps.start"),
     ("Text generation", "apps.generation"),
+    ("Attention", "apps.attention"),
     ("Translation", "apps.translation"),
     ("Question answering", "apps.qa"),
     ("Sentiment", "apps.sentiment"),
@@ -69,12 +73,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole UI: an introduction and one tab per task, each built by its module from the shared engine."""
     with gr.Blocks(title="LLM Lab") as demo:
-        gr.Markdown(INTRO)
-        for title, module in TABS:
-            with gr.Tab(title):
-                importlib.import_module(module).build(engine)  # built in the Tab, it renders there (once)
+        gr.Markdown(t("app.intro"))  # INTRO, in the visitor's language (apps/i18n.py)
+        built = {}
+        with gr.Tabs() as tabs:
+            for title, module in TABS:
+                with gr.Tab(shell.tab_label(title), id=shell.tab_id(title)):
+                    # built in the Tab, it renders there (once)
+                    built[shell.tab_id(title)] = importlib.import_module(module).build(engine)
+        shell.connect(demo, tabs, built)  # ?tab= links, and Start here's buttons that open and fill other tabs
     demo.queue(default_concurrency_limit=engine.settings.concurrency, max_size=engine.settings.queue_size)
-    return demo
+    return shell.launch_with_translations(demo)
 
 
 def main(argv: list[str] | None = None) -> None:

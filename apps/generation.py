@@ -14,21 +14,20 @@ import weakref
 import gradio as gr
 import pandas as pd
 
-from engine import Engine, InvalidOptionsError
+from engine import Engine, InvalidOptionsError, codegen
 from engine.tasks.generation import (GenerationOptions, GenerationResult, GenerationStream, NextTokenDistribution,
                                      TokenStep)
 
 from .common import model_choices, model_label, model_work, user_errors
+from .code_panel import code_panel, code_values
+from .i18n import t
 from .loading import with_load_notice
 
 log = logging.getLogger(__name__)
 
 TASK = "text-generation"
 DEFAULTS = GenerationOptions()
-INTRO = """A **generative** (GPT-type) language model reads the text so far and gives every token of its vocabulary a
-probability: *P(w | context) = softmax(logits)*. Generating text repeats one step: reshape that distribution
-(**temperature**, **top-k**, **top-p**, **repetition penalty**), pick a token (the most likely one at temperature 0),
-append it, and go again. The **Next-token lens** shows that distribution and lets you step through it by hand."""
+# the intro is in apps/i18n.py ("generation.intro"), in English and Chinese
 GENERATE_EXAMPLES = [
     ["Write one sentence about the sea.", True],
     ["Explain what a neural network is, in two sentences.", True],
@@ -37,7 +36,7 @@ GENERATE_EXAMPLES = [
     ["def fibonacci(n):", False],
 ]
 LENS_EXAMPLES = ["The capital of France is", "Once upon a time, there was a", "1, 2, 3, 4,", "The opposite of hot is",
-                 "I love you. In French: je t'"]
+                 "I love you. In French: je t'", "我 吃了一个 饼干", "中国的首都是"]
 STEP_HEADERS = ["#", "token", "probability", "entropy (bits)", "the model's top alternatives"]
 
 
@@ -164,7 +163,7 @@ def build(engine: Engine) -> gr.Blocks:
         return engine.next_token(prompt, model or None, top_k=top_k, temperature=temperature, top_p=top_p).to_dict()
 
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(t("generation.intro"))
         with gr.Row():
             model = gr.Dropdown(names, value=default, label="Model", scale=1)
             about = gr.Markdown(model_label(engine, TASK, default))
@@ -178,7 +177,7 @@ def build(engine: Engine) -> gr.Blocks:
                     system_prompt = gr.Textbox(label="System prompt (chat mode)", lines=1, visible=default_chat,
                                                placeholder="Empty: the model's own default")
                     with gr.Row():
-                        run = gr.Button("Generate", variant="primary")
+                        run = gr.Button(t("generation.generate"), variant="primary")
                         stop_button = gr.Button("Stop", variant="stop")
                     gr.Examples(GENERATE_EXAMPLES, [prompt, chat], label="Examples",
                                 example_labels=[f"{p} ({'chat' if c else 'completion'})" for p, c in GENERATE_EXAMPLES])
@@ -201,12 +200,15 @@ def build(engine: Engine) -> gr.Blocks:
                               open=False):
                 steps_table = gr.Dataframe(headers=STEP_HEADERS, interactive=False, wrap=True)
             request_id = gr.State(None)
+            code_engine, code_plain = code_panel()
 
-        with gr.Tab("Next-token lens"):
+        with gr.Tab("Next-token lens") as lens_tab:
             with gr.Row():
                 with gr.Column(scale=3):
                     lens_prompt = gr.Textbox(label="Context", lines=3, value=LENS_EXAMPLES[0])
                     gr.Examples([[e] for e in LENS_EXAMPLES], [lens_prompt], label="Examples")
+                    with gr.Accordion("Chinese and the tokenizer", open=False):
+                        gr.Markdown(t("generation.lens_note"))
                 with gr.Column(scale=2):
                     lens_k = gr.Slider(1, 50, 10, step=1, label="Top-k: tokens shown, and the sampling cut-off")
                     lens_t = gr.Slider(0, 2, 1.0, step=0.05, label="Temperature (below 1 sharpens, above 1 flattens)")
@@ -236,8 +238,9 @@ def build(engine: Engine) -> gr.Blocks:
                      queue=False)
         chat.change(lambda on: gr.Textbox(visible=on), chat, system_prompt, api_visibility="private", queue=False)
 
-        def final(result: GenerationResult):
-            return (result.text, summary(result), coloured_html(result.tokens), step_rows(result.tokens), None)
+        def final(result: GenerationResult, prompt: str, system_prompt: str | None):
+            code = code_values(lambda: codegen.generation_code(engine, prompt, result, system_prompt or None))
+            return (result.text, summary(result), coloured_html(result.tokens), step_rows(result.tokens), None, *code)
 
         @user_errors
         def run_stream(prompt, model, chat, system_prompt, max_new_tokens, temperature, top_k, top_p,
@@ -248,32 +251,32 @@ def build(engine: Engine) -> gr.Blocks:
             streams[s.id] = s
             with s:  # leaving early (the page closed, the event cancelled) cancels the engine's request
                 text = ""
-                yield text, "Generating…", "", [], s.id
+                yield text, "Generating…", "", [], s.id, gr.skip(), gr.skip()
                 for token in s:
                     if token.text:
                         text += token.text
-                        yield text, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            yield final(s.result)
+                        yield text, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield final(s.result, prompt, system_prompt)
 
         @user_errors
-        def stop_stream(request_id):
+        def stop_stream(request_id, prompt, system_prompt):
             """Stop the model's compute (not only the display), then show what was generated until then."""
             s = streams.get(request_id) if request_id is not None else None
             if s is None:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), None
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip()
             engine.cancel(request_id)
             try:
-                return final(s.request.result(timeout=30))
+                return final(s.request.result(timeout=30), prompt, system_prompt)
             except Exception:  # it failed or was cancelled before its first token: nothing to show
-                return gr.skip(), "Stopped.", gr.skip(), gr.skip(), None
+                return gr.skip(), "Stopped.", gr.skip(), gr.skip(), None, gr.skip(), gr.skip()
 
-        gen_outputs = [output, info, coloured, steps_table, request_id]
+        gen_outputs = [output, info, coloured, steps_table, request_id, code_engine, code_plain]
         gen_inputs = [prompt, model, chat, system_prompt, max_new_tokens, temperature, top_k, top_p,
                       repetition_penalty, stop, seed]
         loads = with_load_notice(engine, TASK)  # which model, its size and progress while it loads
         events = [trigger(loads(run_stream), gen_inputs, gen_outputs, api_visibility="private", **model_work(engine))
                   for trigger in (run.click, prompt.submit)]
-        stop_button.click(stop_stream, request_id, gen_outputs, cancels=events, queue=False,
+        stop_button.click(stop_stream, [request_id, prompt, system_prompt], gen_outputs, cancels=events, queue=False,
                           api_visibility="private")
 
         # The lens.
@@ -310,4 +313,6 @@ def build(engine: Engine) -> gr.Blocks:
 
         gr.api(generate_text, api_name="generate", **model_work(engine))
         gr.api(next_token_data, api_name="next_token", **model_work(engine))
+    # What Start here's guided path fills (apps/shell.py): the prompt, or the lens's context in its own view.
+    tab.example_inputs, tab.views, tab.view_inputs = [prompt, chat], {"lens": lens_tab}, {"lens": [lens_prompt]}
     return tab

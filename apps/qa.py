@@ -11,21 +11,26 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import Engine, InvalidInputError
+from engine import Engine, InvalidInputError, codegen
 from engine.tasks.qa import LLM, Answer, can_say_no_answer
 from engine.tasks.common import read_text_file
 
+from .code_panel import code_panel, code_values
 from .common import model_work, user_errors
+from .i18n import t
+from .loading import with_load_notice
 
 LLM_CHOICE = ("Instruct LLM (generative)", LLM)
 CANDIDATE_HEADERS = ["rank", "answer", "score", "start", "end", "window"]
 EXAMPLE_QUESTION = "When was the Eiffel Tower completed?"
 EXAMPLE_CONTEXT = ("The Eiffel Tower is a wrought-iron lattice tower in Paris. It was completed in 1889 as the "
                    "entrance arch to the World's Fair.")
-INTRO = """An **extractive** model (BERT-type) reads the question and the context together and scores every token as
-the start and the end of the answer; the answer is the best span *of the context*, so it is always copied from it.
-Long contexts are read in overlapping windows. A **generative** LLM writes its answer instead, which may or may not
-occur in the context."""
+EXAMPLES = [  # (question, context): English for the SQuAD models, Chinese for the instruct LLM
+    (EXAMPLE_QUESTION, EXAMPLE_CONTEXT),
+    ("Where was Alan Turing born?", "Alan Turing was born in London in 1912. He studied mathematics at Cambridge."),
+    ("谁吃了饼干?", "我吃了一个饼干,然后喝了一杯茶。我的朋友只喝了水。"),
+]
+# the intro is in apps/i18n.py ("qa.intro"), in English and Chinese
 
 
 def model_choices(engine: Engine) -> tuple[list[tuple[str, str]], str]:
@@ -100,7 +105,8 @@ def build(engine: Engine) -> gr.Blocks:
                   threshold: float):
         result = engine.answer(question, context, model or None, top_k=int(top_k),
                                no_answer_threshold=float(threshold) if allow_no_answer else math.inf)
-        return summary_markdown(result), highlighted(context, result), candidate_rows(result)
+        code = code_values(lambda: codegen.answer_code(engine, question, context, result, int(top_k)))
+        return summary_markdown(result), highlighted(context, result), candidate_rows(result), *code
 
     @user_errors
     def answer(question: str, context: str) -> dict:
@@ -117,7 +123,7 @@ def build(engine: Engine) -> gr.Blocks:
         return gr.Checkbox(value=abstains, interactive=model != LLM), gr.Slider(interactive=model != LLM)
 
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(t("qa.intro"))
         with gr.Row():
             with gr.Column(scale=3):
                 question = gr.Textbox(label="Question", value=EXAMPLE_QUESTION, max_lines=3)
@@ -134,17 +140,21 @@ def build(engine: Engine) -> gr.Blocks:
                 threshold = gr.Slider(-10, 10, value=0, step=0.5, label="No-answer threshold (logits)",
                                       info="“No answer” when the model's no-answer score beats its best span by more "
                                            "than this. Higher: answers more often.")
-                button = gr.Button("Answer", variant="primary")
+                button = gr.Button(t("qa.answer"), variant="primary")
+        gr.Examples([list(e) for e in EXAMPLES], [question, context], label=t("common.examples"))
         summary = gr.Markdown()
         spans = gr.HighlightedText(label="The answer in the context", show_legend=True, combine_adjacent=False,
                                    color_map={"answer": "green", "candidate": "yellow"})
         table = gr.Dataframe(headers=CANDIDATE_HEADERS, label="Top answers", interactive=False, wrap=True)
+        code_engine, code_plain = code_panel()
 
         inputs = [question, context, model, top_k, allow_no_answer, threshold]
-        outputs = [summary, spans, table]
-        button.click(answer_ui, inputs, outputs, api_visibility="private", **model_work(engine))
-        question.submit(answer_ui, inputs, outputs, api_visibility="private", **model_work(engine))
+        outputs = [summary, spans, table, code_engine, code_plain]
+        answer_with_notice = with_load_notice(engine, "question-answering")(answer_ui)
+        button.click(answer_with_notice, inputs, outputs, api_visibility="private", **model_work(engine))
+        question.submit(answer_with_notice, inputs, outputs, api_visibility="private", **model_work(engine))
         upload.upload(load_file, upload, context, api_visibility="private")
         model.change(model_changed, model, [allow_no_answer, threshold], api_visibility="private", queue=False)
         gr.api(answer, api_name="answer", **model_work(engine))
+    tab.example_inputs = [question, context]  # what Start here's guided path fills (apps/shell.py)
     return tab

@@ -10,21 +10,23 @@ import contextvars
 import gradio as gr
 import pandas as pd
 
-from engine import Engine, InvalidInputError
+from engine import Engine, InvalidInputError, codegen
 from engine.tasks.common import check_text
 from engine.tasks.sentiment import (LLM, Batch, Classification, Explanation, classify_batch, csv_columns,
                                     texts_from_csv, texts_from_lines)
 from engine.tasks.common import read_text_file
 
+from .code_panel import code_panel, code_values
 from .common import DOWNLOADS, model_work, user_errors
+from .i18n import t
+from .loading import with_load_notice
 
 LLM_CHOICE = ("Instruct LLM (zero-shot)", LLM)
 BATCH_HEADERS = ["row", "text", "label", "score"]
 EXAMPLE = "I loved this film, the acting was wonderful."
-INTRO = """A **sequence classifier** (BERT-type) reads the whole text and outputs one probability per label. The
-words are weighed by **occlusion**: each word is dropped in turn and the drop in the predicted label's probability
-is its importance (green pushed for the label, red against it). The **instruct LLM** classifies zero-shot, from its
-next-token probabilities of the label words."""
+EXAMPLES = [EXAMPLE, "What a waste of time, the plot made no sense at all.", "这部电影太好看了,演员的表演非常精彩。",
+            "我吃了一个饼干,味道很一般。"]  # Chinese: for a multilingual model or the instruct LLM
+# the intro is in apps/i18n.py ("sentiment.intro"), in English and Chinese
 
 
 def model_choices(engine: Engine) -> tuple[list[tuple[str, str]], str]:
@@ -61,9 +63,11 @@ def build(engine: Engine) -> gr.Blocks:
         model = model or None
         if with_words:
             result = engine.explain(text, model)
-            return result.distribution, result.highlights(), summary_markdown(result, result.notes)
+            code = code_values(lambda: codegen.classification_code(engine, result))
+            return result.distribution, result.highlights(), summary_markdown(result, result.notes), *code
         result = engine.classify(text, model)
-        return result.distribution, None, summary_markdown(result, result.notes)
+        code = code_values(lambda: codegen.classification_code(engine, result))
+        return result.distribution, None, summary_markdown(result, result.notes), *code
 
     @user_errors
     def classify(text: str) -> dict:
@@ -96,19 +100,21 @@ def build(engine: Engine) -> gr.Blocks:
         return batch.rows(), counts_frame(batch), write_csv(batch), summary_markdown(batch, batch.notes)
 
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(t("sentiment.intro"))
         model = gr.Dropdown(choices, value=default, label="Model")
         with gr.Tab("One text"):
             with gr.Row():
                 with gr.Column():
                     text = gr.Textbox(label="Text", value=EXAMPLE, lines=4, max_length=engine.settings.max_chars)
                     with_words = gr.Checkbox(value=True, label="Show which words pushed the prediction")
-                    button = gr.Button("Classify", variant="primary")
+                    button = gr.Button(t("sentiment.classify"), variant="primary")
+                    gr.Examples([[e] for e in EXAMPLES], [text], label=t("common.examples"))
                 with gr.Column():
                     distribution = gr.Label(label="Label distribution")
                     words = gr.HighlightedText(label="Word importance (occlusion)", show_legend=False,
                                                combine_adjacent=False)
                     notes = gr.Markdown()
+            code_engine, code_plain = code_panel()
         with gr.Tab("Batch"):
             with gr.Row():
                 with gr.Column():
@@ -125,10 +131,10 @@ def build(engine: Engine) -> gr.Blocks:
                                  wrap=True)
 
         single = [text, model, with_words]
-        button.click(classify_ui, single, [distribution, words, notes], api_visibility="private",
-                     **model_work(engine))
-        text.submit(classify_ui, single, [distribution, words, notes], api_visibility="private",
-                    **model_work(engine))
+        single_outputs = [distribution, words, notes, code_engine, code_plain]
+        classify_with_notice = with_load_notice(engine, "sentiment")(classify_ui)
+        button.click(classify_with_notice, single, single_outputs, api_visibility="private", **model_work(engine))
+        text.submit(classify_with_notice, single, single_outputs, api_visibility="private", **model_work(engine))
         upload.change(columns_of, upload, column, api_visibility="private", queue=False)
         batch_button.click(batch_ui, [lines, upload, column, model], [table, counts, download, batch_notes],
                            api_visibility="private", **model_work(engine))
@@ -136,4 +142,5 @@ def build(engine: Engine) -> gr.Blocks:
         model.focus(lambda: gr.Dropdown(choices=model_choices(engine)[0]), None, model, api_visibility="private",
                     queue=False)
         gr.api(classify, api_name="classify", **model_work(engine))
+    tab.example_inputs = [text]  # what Start here's guided path fills (apps/shell.py)
     return tab

@@ -14,21 +14,23 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import Engine, InvalidInputError
+from engine import Engine, InvalidInputError, codegen
 from engine.audio import format_duration
 from engine.subtitles import write_all
 from engine.tasks import speech
 from engine.tasks.speech import Transcript
 
+from .code_panel import code_panel, code_values
 from .common import DOWNLOADS, model_choices, model_label, model_work, user_errors
+from .i18n import t
+from .loading import ensure_loaded
 
 SEGMENT_HEADERS = ["start (s)", "end (s)", "text"]
 TASK_CHOICES = [("Transcribe", "transcribe"), ("Translate into English", "translate")]
 PROGRESS_POLL_S = 0.25  # how often the page's progress bar is refreshed from the engine's reports
-INTRO = """**Whisper** is an encoder-decoder: the encoder reads a log-mel spectrogram of 30 seconds of audio, the
-decoder writes the text token by token, with timestamp tokens that mark where each segment starts and ends. It can
-detect the language (its first token), and translate into English. Long recordings are cut into windows of up to
-30 seconds at pauses."""
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "audio"
+EXAMPLES = [ASSETS / "tokens-en.wav", ASSETS / "biscuit-zh.wav"]  # synthesised clips; see assets/README.md
+# the intro is in apps/i18n.py ("speech.intro"), in English and Chinese
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -100,16 +102,18 @@ def build(engine: Engine) -> gr.Blocks:
         candidates, and the segments as rows of (start, end, text), times in seconds."""
         if not audio:
             raise InvalidInputError("Record something or upload an audio file first.")
+        ensure_loaded(engine, speech.TASK, model, progress)  # which model, its size, and progress while it loads
         result = run_with_progress(engine, audio, model, language, task, progress)
         return result.text, detected_label(result), segment_rows(result), result
 
     @user_errors
-    def files_and_status(result: Transcript | None, audio: str | None):
+    def files_and_status(result: Transcript | None, audio: str | None, language: str | None):
         if result is None:
-            return [], ""
+            return [], "", gr.skip(), gr.skip()
         if result.no_speech:
             gr.Warning(result.message)
-        return subtitle_files(result, audio), status_markdown(result)
+        code = code_values(lambda: codegen.transcription_code(engine, audio, result, language))
+        return subtitle_files(result, audio), status_markdown(result), *code
 
     def model_changed(name: str | None):
         english_only = bool(name) and speech.is_english_only(engine.spec(speech.TASK, name))
@@ -119,27 +123,31 @@ def build(engine: Engine) -> gr.Blocks:
         return label, gr.Dropdown(), gr.Radio()
 
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(t("speech.intro"))
         with gr.Row():
             with gr.Column(scale=3):
                 audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Recording or audio file")
+                gr.Examples([[str(p)] for p in EXAMPLES if p.exists()], [audio], label=t("common.examples"))
             with gr.Column(scale=2):
                 model = gr.Dropdown(choices, value=default, label="Model")
                 about = gr.Markdown(model_label(engine, speech.TASK, default))
                 language = gr.Dropdown(language_choices(), value=speech.AUTO, label="Spoken language",
                                        allow_custom_value=True, info="Detected from the audio, or forced.")
                 task = gr.Radio(TASK_CHOICES, value="transcribe", label="Task")
-                button = gr.Button("Transcribe", variant="primary")
+                button = gr.Button(t("speech.transcribe"), variant="primary")
         status = gr.Markdown()
         with gr.Row():
             text = gr.Textbox(label="Transcript", lines=8, max_lines=20, scale=3)
             detected = gr.Label(label="Detected language", num_top_classes=speech.TOP_LANGUAGES, scale=1)
         segments = gr.Dataframe(headers=SEGMENT_HEADERS, label="Segments", interactive=False, wrap=True)
         downloads = gr.File(label="Downloads (SRT, WebVTT, TXT, JSON)", file_count="multiple", interactive=False)
+        code_engine, code_plain = code_panel()
         result = gr.State(None)
 
         button.click(transcribe, [audio, language, task, model], [text, detected, segments, result],
                      api_name="transcribe", **model_work(engine)).success(
-            files_and_status, [result, audio], [downloads, status], api_visibility="private", queue=False)
+            files_and_status, [result, audio, language], [downloads, status, code_engine, code_plain],
+            api_visibility="private", queue=False)
         model.change(model_changed, model, [about, language, task], api_visibility="private", queue=False)
+    tab.example_inputs = [audio]  # what Start here's guided path fills (apps/shell.py)
     return tab

@@ -17,18 +17,23 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine import Engine, InvalidInputError
-from engine import scoring
+from engine import codegen, scoring
 from engine.tasks import translation as mt
 
+from .code_panel import code_panel, code_values
 from .common import DOWNLOADS, model_work, user_errors
+from .i18n import t
+from .loading import ensure_loaded
 
 log = logging.getLogger(__name__)
 
-INTRO = """Two kinds of model translate here. A **specialist encoder-decoder** (Marian opus-mt, NLLB, M2M100) reads
-the whole source sentence with its encoder, then writes the target with its decoder; it was trained on nothing but
-translation pairs. The **instruct LLM** is a generative decoder that translates because it was asked to in a prompt.
-Tick *side by side* to compare them on the same text, then score either against references with sacrebleu. The packaged
-LLM is small (SmolLM2, 135M parameters): expect the specialist to win by far; that gap is the lesson."""
+# the intro is in apps/i18n.py ("translation.intro"), in English and Chinese
+EXAMPLES = [  # (text, from, to)
+    ("The weather is nice today. We are going to the park.", "en", "de"),
+    ("I ate a biscuit and drank a cup of tea.", "en", "zh"),
+    ("我 吃了一个 饼干。", "zh", "en"),
+    ("Das Wetter ist heute schön.", "de", "en"),
+]
 SENTENCE_HEADERS = ["#", "source sentence", "translation"]
 SCORE_HEADERS = ["line", "chrF++", "hypothesis", "reference"]
 
@@ -192,7 +197,7 @@ def run_test_set(engine: Engine, pairs_path: str | None, references_path: str | 
 def build(engine: Engine) -> gr.Blocks:
     work = model_work(engine)
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(t("translation.intro"))
         with gr.Row():
             source = gr.Dropdown(language_choices(engine, auto=True), value=mt.AUTO, label="From", scale=2)
             swap = gr.Button("⇄", scale=0, min_width=50)
@@ -207,12 +212,14 @@ def build(engine: Engine) -> gr.Blocks:
             output = gr.Textbox(lines=10, max_lines=30, label="Translation", interactive=False, buttons=["copy"])
             llm_output = gr.Textbox(lines=10, max_lines=30, label="The instruct LLM's translation", visible=False,
                                     interactive=False, buttons=["copy"])
-        run = gr.Button("Translate", variant="primary")
+        run = gr.Button(t("translation.translate"), variant="primary")
+        gr.Examples([list(e) for e in EXAMPLES], [text, source, target], label=t("common.examples"))
         info = gr.Markdown()
         with gr.Row():
             upload = gr.File(label="Upload a .txt file (UTF-8)", file_types=[".txt"], type="filepath")
             download = gr.File(label="Download the translation", interactive=False)
         sentences = gr.Dataframe(headers=SENTENCE_HEADERS, label="Sentence by sentence", interactive=False, wrap=True)
+        code_engine, code_plain = code_panel()
         stem = gr.State("")
 
         with gr.Accordion("Score translations with sacrebleu (BLEU, chrF++, TER)", open=False):
@@ -236,16 +243,20 @@ def build(engine: Engine) -> gr.Blocks:
             per_sentence = gr.Dataframe(headers=SCORE_HEADERS, label="Per sentence, worst first", interactive=False,
                                         wrap=True)
             hyp_download = gr.File(label="The hypotheses that were scored", interactive=False)
+            score_code_engine, score_code_plain = code_panel()
 
         @user_errors
         def do_translate(text: str, source_lang: str, target_lang: str, model: str, num_beams: float,
                          side_by_side: bool, name: str, progress=gr.Progress()):
+            ensure_loaded(engine, "translation", model, progress)  # a named model: which, its size, progress
             r = run_translation(engine, text, source_lang, target_lang, model, num_beams, side_by_side, name,
                                 _progress(progress))
             other = r["other"]
+            beams = int(num_beams or 0) or None
+            code = code_values(lambda: codegen.translation_code(engine, text, r["main"], model or mt.AUTO, beams))
             return (r["main"].text, gr.Textbox(value=other.text if other else "", visible=other is not None),
                     r["markdown"], gr.Dataframe(value=r["rows"], headers=r["headers"]), r["download"],
-                    r["main"].text, r["main"].target_lang)
+                    r["main"].text, r["main"].target_lang, *code)
 
         @user_errors
         def do_upload(path: str | None):
@@ -256,8 +267,11 @@ def build(engine: Engine) -> gr.Blocks:
 
         @user_errors
         def do_score(hyps: str, refs: str, target_lang: str, last: str):
-            report = score_texts(hyps if hyps and hyps.strip() else last, refs, target_lang)
-            return report_markdown(report), score_rows(report)
+            hyps = hyps if hyps and hyps.strip() else last
+            report = score_texts(hyps, refs, target_lang)
+            code = code_values(lambda: codegen.scoring_code(scoring.parse_lines(hyps), scoring.parse_lines(refs),
+                                                            target_lang, report))
+            return report_markdown(report), score_rows(report), *code
 
         @user_errors
         def do_score_file(pairs_path: str | None, refs_path: str | None, source_lang: str, target_lang: str,
@@ -272,17 +286,16 @@ def build(engine: Engine) -> gr.Blocks:
             return target_lang, source_lang, translated or text
 
         last = gr.State("")
-        run.click(do_translate, [text, source, target, model, beams, compare, stem],
-                  [output, llm_output, info, sentences, download, last, score_lang], api_visibility="private",
-                  **work)
-        text.submit(do_translate, [text, source, target, model, beams, compare, stem],
-                    [output, llm_output, info, sentences, download, last, score_lang], api_visibility="private",
-                    **work)
+        translated = [output, llm_output, info, sentences, download, last, score_lang, code_engine, code_plain]
+        run.click(do_translate, [text, source, target, model, beams, compare, stem], translated,
+                  api_visibility="private", **work)
+        text.submit(do_translate, [text, source, target, model, beams, compare, stem], translated,
+                    api_visibility="private", **work)
         upload.upload(do_upload, upload, [text, stem], api_visibility="private")
         swap.click(do_swap, [source, target, text, output], [source, target, text], api_visibility="private",
                    queue=False)
-        score_button.click(do_score, [hypotheses, references, score_lang, last], [report, per_sentence],
-                           api_visibility="private")
+        score_button.click(do_score, [hypotheses, references, score_lang, last],
+                           [report, per_sentence, score_code_engine, score_code_plain], api_visibility="private")
         file_button.click(do_score_file, [pairs_file, refs_file, source, target, model, beams],
                           [report, per_sentence, hyp_download], api_visibility="private", **work)
 
@@ -301,4 +314,5 @@ def build(engine: Engine) -> gr.Blocks:
 
         gr.api(translate, api_name="translate", **work)
         gr.api(score_translation, api_name="score_translation")
+    tab.example_inputs = [text, source, target]  # what Start here's guided path fills (apps/shell.py)
     return tab

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .scoring import ScoreReport
     from .tasks.generation import GenerationResult
     from .tasks.qa import Answer
-    from .tasks.sentiment import Classification
+    from .tasks.sentiment import Classification, Explanation
     from .tasks.speech import Transcript
     from .tasks.translation import Translation
 
@@ -49,7 +49,7 @@ def _engine_setup(engine: "Engine", specs: Sequence[ModelSpec]) -> str:
     """Imports, the models the built-in registry does not know (or knows differently), and the engine."""
     builtin = {s.name: dataclasses.replace(s, default=False) for s in BUILTIN_MODELS}
     extra = [s for s in specs if builtin.get(s.name) != dataclasses.replace(s, default=False)]
-    lines = ["from engine import Engine, ModelSpec, Registry, Settings", ""]
+    lines = [f"from engine import Engine, {'ModelSpec, Registry, ' if extra else ''}Settings", ""]
     settings = f"Settings(device={engine.policy.device!r}, dtype={engine.policy.dtype_name!r})"
     if extra:
         lines.append("registry = Registry()")
@@ -156,14 +156,14 @@ def generation_code(engine: "Engine", prompt: str, result: "GenerationResult",
 
 
 # --- classification ------------------------------------------------------------------------------------------------------
-def classification_code(engine: "Engine", result: "Classification") -> Snippets:
+def classification_code(engine: "Engine", result: "Classification | Explanation") -> Snippets:
     """Scripts that classify ``result.text`` again and print every label's probability."""
-    if result.generative:
+    spec = engine.registry.get(result.model) if result.model in engine.registry.names() else None
+    if getattr(result, "generative", False) or spec is None or spec.task != "sentiment":
         return _generative_only(engine, f"engine.classify({result.text!r}, 'llm')",
                                 "for label, p in result.distribution.items():\n    print(f\"{label}\\t{p:.6f}\")",
                                 "The instruct LLM classified this text (zero-shot, from its probabilities of the "
                                 "label words), a procedure of this engine: only the engine script reproduces it.")
-    spec = engine.registry.get(result.model)
     served = engine.served("sentiment", spec.name)
     model, revision, what = _weights(engine, spec)
     engine_code = _code(f"""

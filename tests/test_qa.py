@@ -306,9 +306,11 @@ def test_tab_answer_event(engine):
     import apps.qa
 
     handlers = ui_handlers(apps.qa.build(engine))
-    summary, pieces, rows = handlers["answer_ui"](EIFFEL_Q, EIFFEL_C, "tiny-qa", 3, False, 0.0)
+    summary, pieces, rows, code_engine, code_plain = handlers["answer_ui"](EIFFEL_Q, EIFFEL_C, "tiny-qa", 3, False,
+                                                                          0.0)
     assert "tiny-qa (extractive)" in summary and "".join(p for p, _ in pieces) == EIFFEL_C and len(rows) == 3
-    summary, _, _ = handlers["answer_ui"](EIFFEL_Q, EIFFEL_C, "tiny-qa", 3, True, -100.0)
+    assert "engine.answer(" in code_engine and "AutoModelForQuestionAnswering" in code_plain  # the Code panel
+    summary, *_ = handlers["answer_ui"](EIFFEL_Q, EIFFEL_C, "tiny-qa", 3, True, -100.0)
     assert "No answer" in summary
     with pytest.raises(Exception, match="context is empty"):
         handlers["answer_ui"](EIFFEL_Q, "", "tiny-qa", 3, False, 0.0)

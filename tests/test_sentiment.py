@@ -279,7 +279,8 @@ def test_tab_events(engine, tmp_path):
     import apps.sentiment
 
     handlers = ui_handlers(apps.sentiment.build(engine))
-    distribution, pieces, notes = handlers["classify_ui"](LOVED, "tiny-sst2", True)
+    distribution, pieces, notes, code_engine, code_plain = handlers["classify_ui"](LOVED, "tiny-sst2", True)
+    assert "engine.classify(" in code_engine and "AutoModelForSequenceClassification" in code_plain  # Code panel
     assert set(distribution) == {"NEGATIVE", "POSITIVE"} and "".join(p for p, _ in pieces) == LOVED
     assert "tiny-sst2" in notes and "Occlusion" in notes
     assert handlers["classify_ui"](LOVED, "tiny-sst2", False)[1] is None
