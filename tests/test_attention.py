@@ -173,3 +173,17 @@ def test_the_eager_copy_is_a_model_of_its_own(tiny: Engine) -> None:
     assert copy.model.config._attn_implementation == "eager"
     assert copy.model is not tiny.served("text-generation", "tiny-llama").model  # generation keeps its own kernels
     assert tiny.unload("tiny-llama · attention")
+
+
+def test_attention_endpoint_through_gradio_client(tiny: Engine) -> None:
+    """``/attention`` as a script calls it: the tokens, the picked heads and the maps as nested lists."""
+    import apps.attention
+    from app_process import serving
+
+    with serving(apps.attention.build(tiny)) as client:
+        data = client.predict(text=TEXT, model="tiny-sst2", layer=0, api_name="/attention")
+    assert data["model"] == "tiny-sst2" and data["tokens"][0] == "[CLS]" and data["layers"] == [0]
+    weights = np.array(data["weights"])
+    assert weights.shape == (1, 2, len(data["tokens"]), len(data["tokens"]))
+    np.testing.assert_allclose(weights.sum(-1), 1, atol=1e-3)  # rounded to 4 places
+    assert {"layer", "head", "score"} == set(data["previous_token_head"])
