@@ -47,8 +47,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                          eval_iters=200),
 }
 INTRO = """**Pretraining** is how a language model comes to be: it reads unlabelled text and learns to predict the next
-token, *P(w | context) = softmax(⟨vec(w), context⟩)*, by following the gradient of its loss with an optimizer (AdamW,
-Adam or SGD) and a learning rate. Here you train a small GPT from scratch — nanoGPT's recipe on a text of your
+token, *P(w | context) = softmax(⟨vec(w), context⟩)*, by following the gradient of its loss with an optimizer
+(AdamW, Adam or SGD) and a learning rate. Here you train a small GPT from scratch — nanoGPT's recipe on a text of your
 choice — and watch it go from noise to words. The model is saved under its name and appears in the **Text
 generation** tab (and its next-token lens) like any other model."""
 SETTINGS_HEADERS = ["model", "steps", "val loss", "train loss", "optimizer", "learning rate", "layers", "heads",
@@ -134,8 +134,9 @@ def _round(x: float | None) -> float | None:
 def preview_rows(text: str, tokenizer: str, vocab_size: float) -> tuple[str, list[list]]:
     shown = preview(text, tokenizer, int(vocab_size), chars=300)
     pieces = [p.replace("\n", "↵").replace(" ", "␣") for p in shown.pieces]
-    summary = (f"**{shown.characters} characters → {shown.tokens} tokens** ({shown.characters / max(1, shown.tokens):.2f}"
-               f" characters per token); vocabulary of this text: **{shown.vocab_size:,}** tokens.")
+    per_token = shown.characters / max(1, shown.tokens)
+    summary = (f"**{shown.characters} characters → {shown.tokens} tokens** ({per_token:.2f} characters per token); "
+               f"vocabulary of this text: **{shown.vocab_size:,}** tokens.")
     return summary, [[i, piece] for i, piece in zip(shown.ids, pieces)]
 
 
@@ -185,10 +186,10 @@ def build(engine: Engine) -> gr.Blocks:
         options = options_from(dict(zip(FIELDS, values)))
         text, _ = source_text(engine, source, corpus, upload, pasted)
         e = engine.estimate_pretraining(text, tokenizer=tokenizer, vocab_size=int(vocab_size), **options)
-        return (f"**{e.parameters / 1e6:.2f} M parameters** (vocabulary {e.vocab_size:,}) · **{e.seconds_per_step * 1000:,.0f}"
-                f" ms per step** measured on {e.device} ({e.tokens_per_step:,} tokens per step, "
-                f"{e.tokens_per_step / e.seconds_per_step:,.0f} tokens/s) · about **{e.seconds_total / 60:,.1f} min** "
-                f"for {options['max_iters']:,} steps with the evaluations.")
+        return (f"**{e.parameters / 1e6:.2f} M parameters** (vocabulary {e.vocab_size:,}) · "
+                f"**{e.seconds_per_step * 1000:,.0f} ms per step** measured on {e.device} "
+                f"({e.tokens_per_step:,} tokens per step, {e.tokens_per_step / e.seconds_per_step:,.0f} tokens/s) · "
+                f"about **{e.seconds_total / 60:,.1f} min** for {options['max_iters']:,} steps with the evaluations.")
 
     @user_errors
     def preview_ui(source, corpus, upload, pasted, tokenizer, vocab_size):

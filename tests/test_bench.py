@@ -17,7 +17,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-SCRIPTS = ("generation", "sentiment", "qa", "translation", "speech", "embeddings")
+SCRIPTS = ("generation", "sentiment", "qa", "translation", "speech", "embeddings", "pretrain")
 
 sys.path.insert(0, str(BENCH))
 import common  # noqa: E402

@@ -49,7 +49,7 @@ RESUMABLE = ("max_iters", "eval_interval", "eval_iters", "sample_tokens")  # wha
 EVENTS_WINDOW_S = 2.0  # tokens per second over about this much recent time
 
 
-# --- progress events -----------------------------------------------------------------------------------------------------------
+# --- progress events ----------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class PretrainProgress:
     """One step of a run, as it happens. ``val_loss`` and ``sample`` are None between evaluations."""
@@ -67,6 +67,7 @@ class PretrainProgress:
     model: str | None = None  # the registered model's name (the last event)
     stopped: bool = False  # the last event of a run that was stopped before max_iters
     message: str = ""
+    threads: int = 0  # CPU threads the step ran with (the faster of torch's setting and one, measured)
 
     @property
     def evaluation(self) -> bool:
@@ -330,8 +331,8 @@ def _train(s: _Setup, should_stop: Callable[[], bool]) -> Iterator[PretrainProgr
             step_times.append(seconds)
             del step_times[:-50]
             step += 1
-            yield _event(step, o, loss, None, get_lr(step - 1, o), step_times, tokens_per_step, t_start,
-                         eval_seconds, None)
+            yield dataclasses.replace(_event(step, o, loss, None, get_lr(step - 1, o), step_times, tokens_per_step,
+                                             t_start, eval_seconds, None), threads=threads)
         elapsed = time.perf_counter() - t_start
         if step == start:  # nothing learnt: nothing to save
             s.engine.trained.discard(s.staging)
