@@ -293,8 +293,10 @@ def build(engine: Engine) -> gr.Blocks:
                                            "neighbourhoods (UMAP's first map takes about half a minute to compile).")
                     map_button = gr.Button("Draw the map", variant="primary")
                 with gr.Column(scale=2):
-                    plot = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["text", "group"], height=560,
-                                          label="2-D map (hover a point to read it)", x_title=" ", y_title=" ")
+                    # No fixed height: with one, gradio 6 cuts off the colour legend below the chart.
+                    plot = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["text", "group"],
+                                          label="2-D map (hover a point to read it)", x_title="axis 1",
+                                          y_title="axis 2")
                     map_notes = gr.Markdown()
         with gr.Tab("Sentence vectors"):
             sentence_model = gr.Dropdown(sentence_models, value=sentence_default, label="Sentence encoder")
@@ -305,7 +307,7 @@ def build(engine: Engine) -> gr.Blocks:
                     with gr.Row():
                         fmt = gr.Radio(["CSV", ".npy"], value="CSV", label="Vectors as", scale=1)
                         download_button = gr.Button("Download vectors", scale=1)
-                    download = gr.File(label="Vectors (row i is line i)")
+                    download = gr.File(label="Vectors (row i is line i)", height=90)
                 with gr.Column():
                     heatmap = gr.HTML(label="Similarity heatmap")
             gr.Markdown(f"**Semantic search**: a query against up to {MAX_TEXTS:,} sentences (pasted or a .txt file, "
