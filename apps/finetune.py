@@ -58,7 +58,7 @@ def report_markdown(report: tables.DataReport) -> str:
     out = [f"**Label counts** — test: {test}", "", *lines]
     out += [f"- ⚠️ **{p}**" for p in report.problems] + [f"- {n}" for n in report.notes]
     if not report.problems:
-        out.append(f"- ✅ ready: {sum(report.train_counts.values())} examples, {len(report.train_counts)} labels")
+        out.append(f"- Ready: {sum(report.train_counts.values())} examples, {len(report.train_counts)} labels")
     return "\n".join(out)
 
 
@@ -280,9 +280,9 @@ def build(engine: Engine) -> gr.Blocks:
                 with gr.Column():
                     source = gr.Radio([BUNDLED, UPLOAD], value=BUNDLED, label="Data")
                     upload = gr.File(label="Training table (CSV or TSV)", file_types=[".csv", ".tsv", ".txt"],
-                                     type="filepath", height=90)
+                                     type="filepath", height=110)
                     test_upload = gr.File(label="Test table (optional; otherwise a held-out split)",
-                                          file_types=[".csv", ".tsv", ".txt"], type="filepath", height=90)
+                                          file_types=[".csv", ".tsv", ".txt"], type="filepath", height=110)
                     with gr.Row():
                         text_column = gr.Dropdown(["text"], value="text", label="Text column")
                         label_column = gr.Dropdown(["label"], value="label", label="Label column")

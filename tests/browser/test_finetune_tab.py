@@ -1,6 +1,6 @@
-"""The Fine-tune tab as a visitor uses it, in headless Chromium: the bundled reviews' label counts, a linear probe of
-the packaged MiniLM trained in the page (one epoch), its metrics, baselines and confusion matrix; then the new model
-picked in the Sentiment tab's list and used on a new sentence. Screenshots go to ``artifacts/screenshots/``."""
+"""The Fine-tune tab as a visitor uses it, in headless Chromium: the bundled reviews' label counts, the packaged MiniLM
+fine-tuned whole in the page (one epoch), its metrics, baselines and confusion matrix; then the new model picked in
+the Sentiment tab's list and used on a new sentence. Screenshots go to ``artifacts/screenshots/``."""
 from __future__ import annotations
 
 import shutil
@@ -31,11 +31,10 @@ def test_fine_tune_on_the_bundled_reviews_then_classify_with_it(page, cleanup):
     open_tab(page, "Fine-tune")
     counts = markdown_text(page, r"Label counts")
     assert "| neutral | 200 | 25 |" in counts.replace("\t", " ") or "neutral" in counts, counts
-    assert "ready: 600 examples, 3 labels" in counts, counts
+    assert "Ready: 600 examples, 3 labels" in counts, counts
 
-    page.get_by_label("Whole model").locator("visible=true").uncheck()
-    page.get_by_label("Linear probe (base frozen, new head)").locator("visible=true").check()
-    epochs = field(page, "Epochs").first
+    assert page.get_by_label("Whole model").locator("visible=true").is_checked()  # the default method
+    epochs = page.get_by_label("number input for Epochs").locator("visible=true")
     epochs.fill("1")
     epochs.press("Enter")
     field(page, "Model name").fill(NAME)
@@ -63,6 +62,6 @@ def test_fine_tune_on_the_bundled_reviews_then_classify_with_it(page, cleanup):
     assert NAME in summary
     label = page.get_by_test_id("label-output-value").locator("visible=true").first
     label.wait_for()
-    assert label.inner_text().strip().lower() in ("negative", "neutral", "positive")
+    assert label.inner_text().strip().lower() == "negative"  # one epoch of the whole model gets this one right
     screenshot(page, "finetune-sentiment")
     assert not page.errors
