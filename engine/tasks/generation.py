@@ -37,6 +37,7 @@ from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
 from ..worker import More, Request
+from .attention import token_text as token_label
 from .common import check_text, column_major_weights
 from .sampling import apply_repetition_penalty, entropy_bits, reshaped_distribution, sample_next_token
 
@@ -370,7 +371,8 @@ class CausalLM:
         text = self._token_text.get(token_id)
         if text is None:
             with self.tokenizer_lock:
-                text = self._token_text[token_id] = self.tokenizer.decode([token_id])
+                # a piece of a character (byte-level BPE splits Chinese so) shows as its bytes: ‹E9›
+                text = self._token_text[token_id] = token_label(self.tokenizer, token_id)
         return text
 
     # the worker's thread ---------------------------------------------------------------------------------------------
