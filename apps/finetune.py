@@ -262,7 +262,7 @@ def build(engine: Engine) -> gr.Blocks:
     @user_errors
     def finetune_lm(text: str, base: str | None = None, lora_r: int = 8, steps: int = 100,
                     learning_rate: float = 1e-3, block_size: int = 64, name: str | None = None,
-                    batch_size: int = 4, prompt: str | None = None) -> Iterator[dict]:
+                    batch_size: int = 2, prompt: str | None = None) -> Iterator[dict]:
         """LoRA-fine-tune a language model on ``text``; streams one dict per event, the last with the validation
         perplexity and a sample before and after, and the saved model's name."""
         run = engine.finetune_lm(text, base=base or None, lora_r=lora_r, steps=steps, learning_rate=learning_rate,
@@ -341,7 +341,7 @@ def build(engine: Engine) -> gr.Blocks:
                         lm_lr = gr.Number(1e-3, label="Learning rate")
                     with gr.Row():
                         lm_block = gr.Slider(16, 256, value=64, step=16, label="Block size (tokens)")
-                        lm_batch = gr.Slider(1, 16, value=4, step=1, label="Batch size")
+                        lm_batch = gr.Slider(1, 16, value=2, step=1, label="Batch size")
                     lm_prompt = gr.Textbox("The old captain", label="Prompt for the samples")
                     lm_name = gr.Textbox("my-lora-lm", label="Model name")
                     lm_button = gr.Button("Fine-tune the language model", variant="primary")

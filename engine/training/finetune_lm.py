@@ -75,7 +75,7 @@ class LMEvent:
 
 
 def finetune_lm(engine: "Engine", text: str, *, base: str | None = None, lora_r: int = 8, steps: int = 100,
-                learning_rate: float = 1e-3, block_size: int = 64, batch_size: int = 4, seed: int = 0,
+                learning_rate: float = 1e-3, block_size: int = 64, batch_size: int = 2, seed: int = 0,
                 name: str | None = None, prompt: str | None = None) -> "TrainingRun":
     """LoRA-fine-tune ``base`` (default: the packaged instruct LLM; or any text-generation model, such as one from the
     Pretrain tab) on ``text``; returns the run, an iterator of :class:`LMEvent` whose last one has the validation
@@ -112,7 +112,7 @@ def finetune_lm(engine: "Engine", text: str, *, base: str | None = None, lora_r:
 
     folder = Path(resolve_files(spec, engine.settings))
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # windows: no length limit
     n_val = max(block_size + 1, int(len(ids) * VAL_FRACTION))
     if len(ids) - n_val < block_size + 1:
         raise InvalidInputError(f"The text is {len(ids)} tokens long; with block_size {block_size} it needs at least "
