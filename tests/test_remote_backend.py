@@ -68,14 +68,16 @@ def remote_engine(llama_server, tmp_path_factory):
 
 @pytest.mark.slow
 def test_generate_and_stream_through_llama_server(remote_engine):
-    r = remote_engine.generate("Name three colours.", "smollm2-remote", max_new_tokens=16, temperature=0)
+    r = remote_engine.generate("Name three colours.", "smollm2-remote", max_new_tokens=16, temperature=0,
+                               repetition_penalty=1.0)
     assert isinstance(r, GenerationResult) and r.model == "smollm2-remote" and r.chat
     assert r.finish_reason in ("length", "eos") and 0 < len(r.tokens) <= 16 and r.prompt_tokens > 10
     assert r.text == "".join(t.text for t in r.tokens) and r.text.strip()
     for step in r.tokens:  # greedy, and the server's own probabilities: the token is the most likely one
         assert isinstance(step, TokenStep) and 0 < step.prob <= 1 and step.alternatives
         assert step.alternatives[0].token == step.token and step.prob == pytest.approx(step.alternatives[0].prob)
-    with remote_engine.stream("Name three colours.", "smollm2-remote", max_new_tokens=16, temperature=0) as s:
+    with remote_engine.stream("Name three colours.", "smollm2-remote", max_new_tokens=16, temperature=0,
+                              repetition_penalty=1.0) as s:
         streamed = "".join(step.text for step in s)
     assert streamed == r.text and s.result.text == r.text
     plain = remote_engine.generate("The capital of France is", "smollm2-remote", chat=False, max_new_tokens=4,

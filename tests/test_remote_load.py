@@ -5,11 +5,13 @@ as its default text-generation model through an ``openai:`` entry in ``LLM_LAB_M
 users for :data:`DURATION_S` seconds: half call the Text generation tab's ``/generate`` through ``gradio_client``,
 half the app's own ``/v1/chat/completions`` (streaming). Each request carries a code of its own that must come back
 (greedy continuation of "Code: N. Code: N. Code:"), so answers cannot be crossed between users. The figures (requests,
-latency percentiles, tokens per second through the app) go to ``artifacts/load/remote.json`` and docs/scaling.md.
+latency percentiles, new tokens per second through the app) go to ``artifacts/load/through-app-*.json`` and
+docs/scaling.md. The same load on the app's own engine (the same model, run by torch in the app) is the comparison.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
 import random
@@ -31,7 +33,8 @@ MAX_REQUESTS_PER_USER = 40
 REQUEST_TIMEOUT_S = 120.0
 NEW_TOKENS = 6
 REPORT = ROOT / "artifacts" / "load"
-MODEL = "smollm2-remote"
+REMOTE = "smollm2-remote"
+LOCAL = "SmolLM2-135M-Instruct"  # the same model in the app's own engine, for comparison
 
 
 @dataclasses.dataclass
@@ -46,7 +49,7 @@ def prompt_for(code: str) -> str:
     return f"Code: {code}. Code: {code}. Code: {code}. Code:"
 
 
-def one_user(index: int, url: str, until: float) -> list[Outcome]:
+def one_user(index: int, url: str, model: str, until: float) -> list[Outcome]:
     rng = random.Random(index)
     via_api = index % 2 == 1
     client = None if via_api else Client(url, verbose=False)
@@ -59,7 +62,7 @@ def one_user(index: int, url: str, until: float) -> list[Outcome]:
         try:
             if via_api:
                 text = ""
-                body = {"model": MODEL, "prompt": prompt_for(code), "max_tokens": NEW_TOKENS, "temperature": 0,
+                body = {"model": model, "prompt": prompt_for(code), "max_tokens": NEW_TOKENS, "temperature": 0,
                         "stream": True}
                 with httpx.stream("POST", f"{url}v1/completions", json=body, timeout=REQUEST_TIMEOUT_S) as r:
                     r.raise_for_status()
@@ -67,7 +70,7 @@ def one_user(index: int, url: str, until: float) -> list[Outcome]:
                         if line.startswith("data: {"):
                             text += json.loads(line[6:])["choices"][0]["text"]
             else:
-                text = client.submit(prompt=prompt_for(code), model=MODEL, max_new_tokens=NEW_TOKENS, temperature=0,
+                text = client.submit(prompt=prompt_for(code), model=model, max_new_tokens=NEW_TOKENS, temperature=0,
                                      repetition_penalty=1.0, top_k=0, chat=False,
                                      api_name="/generate").result(timeout=REQUEST_TIMEOUT_S)
             error = None if code in text else f"not this user's answer: {text[:100]!r}"
@@ -78,29 +81,36 @@ def one_user(index: int, url: str, until: float) -> list[Outcome]:
     return outcomes
 
 
-def test_sixteen_users_through_the_app_to_llama_server(tmp_path):
-    with llama_server.running(tmp_path / "llama-server.log") as (base_url, port):
-        models = {"models": [{"name": MODEL, "task": "text-generation", "family": "openai-compatible",
-                              "source": f"openai:{base_url}", "remote_model": llama_server.ALIAS, "chat": True,
-                              "default": True}]}
-        env = {"LLM_LAB_MODELS": json.dumps(models), "LLM_LAB_PRELOAD": "none"}
-        with running_app(tmp_path / "app", env=env) as app:
-            tokens_before = llama_server.metric(port, "llamacpp:tokens_predicted_total")
-            until = time.monotonic() + DURATION_S
-            t0 = time.perf_counter()
-            with cf.ThreadPoolExecutor(USERS) as pool:
-                outcomes = [o for user in pool.map(lambda i: one_user(i, app.url, until), range(USERS))
-                            for o in user]
-            wall = time.perf_counter() - t0
-            tokens = llama_server.metric(port, "llamacpp:tokens_predicted_total") - tokens_before
-            assert app.alive()
+@pytest.mark.parametrize("backend", ["llama-server", "local"])
+def test_sixteen_users_through_the_app(tmp_path, backend):
+    """The app in front of llama-server, and (for comparison) the same load on the app's own engine."""
+    with contextlib.ExitStack() as stack:
+        if backend == "llama-server":
+            base_url, port = stack.enter_context(llama_server.running(tmp_path / "llama-server.log"))
+            models = {"models": [{"name": REMOTE, "task": "text-generation", "family": "openai-compatible",
+                                  "source": f"openai:{base_url}", "remote_model": llama_server.ALIAS, "chat": True,
+                                  "default": True}]}
+            env, model = {"LLM_LAB_MODELS": json.dumps(models), "LLM_LAB_PRELOAD": "none"}, REMOTE
+        else:
+            env, model = {}, LOCAL
+        app = stack.enter_context(running_app(tmp_path / "app", env=env))
+        if backend == "local":  # load it first: the figures are about serving, not loading
+            httpx.post(f"{app.url}v1/completions", json={"model": LOCAL, "prompt": "Hi", "max_tokens": 1},
+                       timeout=REQUEST_TIMEOUT_S).raise_for_status()
+        until = time.monotonic() + DURATION_S
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(USERS) as pool:
+            outcomes = [o for user in pool.map(lambda i: one_user(i, app.url, model, until), range(USERS))
+                        for o in user]
+        wall = time.perf_counter() - t0
+        assert app.alive()
 
     failures = [o for o in outcomes if o.error]
     seconds = [o.seconds for o in outcomes]
     summary = {
         "users": USERS, "duration_s": DURATION_S, "wall_s": round(wall, 1), "requests": len(outcomes),
-        "failures": len(failures), "requests_per_s": round(len(outcomes) / wall, 2),
-        "server_tokens_per_s": round(tokens / wall, 1), "p50_s": round(percentile(seconds, 50), 2),
+        "backend": backend, "failures": len(failures), "requests_per_s": round(len(outcomes) / wall, 2),
+        "new_tokens_per_s": round(len(outcomes) * NEW_TOKENS / wall, 1), "p50_s": round(percentile(seconds, 50), 2),
         "p95_s": round(percentile(seconds, 95), 2), "max_s": round(max(seconds), 2),
         "per_path": {path: {"requests": len(s), "p50_s": round(percentile(s, 50), 2),
                             "p95_s": round(percentile(s, 95), 2)}
@@ -109,7 +119,7 @@ def test_sixteen_users_through_the_app_to_llama_server(tmp_path):
         "failed": [dataclasses.asdict(o) for o in failures[:20]],
     }
     REPORT.mkdir(parents=True, exist_ok=True)
-    (REPORT / "remote.json").write_text(json.dumps(summary, indent=2))
-    print("\nremote load:", json.dumps(summary, indent=2))
+    (REPORT / f"through-app-{backend}.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nload through the app, {backend}:", json.dumps(summary, indent=2))
     assert failures == [], f"{len(failures)} of {len(outcomes)} requests failed: {summary['failed']}"
     assert len(outcomes) >= USERS * 2 and {o.path for o in outcomes} == {"/generate", "/v1/completions"}
