@@ -8,6 +8,7 @@ from engine import Engine
 from engine.sources import availability
 
 from .common import user_errors
+from .i18n import t
 
 
 def status_markdown(engine: Engine) -> str:
@@ -45,17 +46,14 @@ REGISTRY_HEADERS = ["model", "task", "family", "source", "licence", "size", "def
 
 def build(engine: Engine) -> gr.Blocks:
     with gr.Blocks() as tab:
-        gr.Markdown("One engine serves every tab: models load on first use, once, and share one memory budget. "
-                    "**On this machine** says for each model whether it is *packaged* (installed from PyPI and "
-                    "converted: loads at once, offline), *on disk* (in the hub cache or a folder), or needs a "
-                    "*download* on first use, and **how to get it** says what to run.")
+        gr.Markdown(t("engine.intro"))
         status = gr.Markdown(status_markdown(engine))
         loaded = gr.Dataframe(loaded_rows(engine), headers=LOADED_HEADERS, label="Loaded models", interactive=False)
         with gr.Row():
             which = gr.Dropdown([r[0] for r in loaded_rows(engine)], label="Model to unload", scale=3,
                                 allow_custom_value=False)
-            unload = gr.Button("Unload", variant="stop", scale=1)
-            refresh = gr.Button("Refresh", scale=1)
+            unload = gr.Button(t("engine.unload"), variant="stop", scale=1)
+            refresh = gr.Button(t("engine.refresh"), scale=1)
         registry = gr.Dataframe(registry_rows(engine), headers=REGISTRY_HEADERS, label="Registered models",
                                 interactive=False)
 

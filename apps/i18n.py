@@ -221,6 +221,17 @@ flowchart LR
         "en": '**Whisper** is an encoder-decoder: the encoder reads a log-mel spectrogram of 30 seconds of audio, the\ndecoder writes the text token by token, with timestamp tokens that mark where each segment starts and ends. It can\ndetect the language (its first token), and translate into English. Long recordings are cut into windows of up to\n30 seconds at pauses.',
         "zh-CN": '**Whisper** 是编码器-解码器:编码器读入 30 秒音频的对数梅尔频谱,解码器逐个词元写出文字,并用时间戳词元标出每一段的起止。它能识别语言(它输出的第一个词元),也能翻译成英文。长录音会在停顿处切成最长 30 秒的窗口。',
     },
+    "engine.intro": {
+        "en": "One engine serves every tab: models load on first use, once, and share one memory budget. "
+              "**On this machine** says for each model whether it is *packaged* (installed from PyPI and "
+              "converted: loads at once, offline), *on disk* (in the hub cache or a folder), or needs a "
+              "*download* on first use, and **how to get it** says what to run.",
+        "zh-CN": "所有标签页共用一个引擎:模型在第一次使用时加载,只加载一次,并共享同一份内存预算。"
+                 "**本机状态**一栏说明每个模型是*已打包*(从 PyPI 安装并已转换:立即加载,可离线使用)、"
+                 "*已在磁盘上*(在 hub 缓存或某个文件夹里),还是第一次使用时需要*下载*;**获取方式**一栏说明要运行什么。",
+    },
+    "engine.unload": {"en": "Unload", "zh-CN": "卸载"},
+    "engine.refresh": {"en": "Refresh", "zh-CN": "刷新"},
     "generation.generate": {"en": "Generate", "zh-CN": "生成"},
     "generation.lens_note": {
         "en": "**Chinese and the tokenizer.** SmolLM2's tokenizer is byte-level BPE trained mostly on English: a "
