@@ -12,10 +12,11 @@ import logging
 import gradio as gr
 
 from engine import Engine
-from engine.tasks.attention import SUPPORTED, AttentionMaps, HeadPick
+from engine.tasks.attention import SUPPORTED, AttentionMaps, HeadPick, attention_spec
 
 from .common import model_work, user_errors
 from .i18n import t
+from .loading import ensure_spec_loaded
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,10 @@ def build(engine: Engine) -> gr.Blocks:
             return heatmap_html(maps, layer_value, head_value), heads_overview_html(maps, layer_value)
 
         @user_errors
-        def compute(text: str, model: str | None):
+        def compute(text: str, model: str | None, progress=gr.Progress()):
+            # the eager-attention copy loads on first use: say which model, its size, and show progress
+            base = engine.registry.get(model) if model else engine.spec("text-generation")
+            ensure_spec_loaded(engine, attention_spec(base), progress)
             maps = engine.attention(text, model or None)
             pick = maps.previous_token_head or HeadPick(0, 0, 0.0)  # a one-token text picks no head
             return (maps, summary_markdown(maps),

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine import Engine, EngineError
+from engine import Engine, EngineError, ModelSpec
 from engine.sources import availability, resolve_files
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ def load_steps(engine: Engine, task: str, model: str | None) -> list[str]:
         spec = engine.spec(task, model)
     except EngineError:
         return []
+    return spec_steps(engine, spec)
+
+
+def spec_steps(engine: Engine, spec: ModelSpec) -> list[str]:
+    """:func:`load_steps` for a model given by its registry entry."""
     if engine.models.is_loaded(spec.name):
         return []
     here = availability(spec, engine.settings)
@@ -52,11 +57,20 @@ def ensure_loaded(engine: Engine, task: str, model: str | None, progress: Any = 
     """Load ``model`` (the task's default when empty) now, telling the page what happens: a notice naming the model
     and its size, and one progress step per phase (convert or download, then load). Nothing when it is loaded. A
     failure is left to the task's own call (which reports it, or falls back to another model)."""
-    steps = load_steps(engine, task, model)
+    try:
+        spec = engine.spec(task, model)
+    except EngineError:
+        return
+    ensure_spec_loaded(engine, spec, progress)
+
+
+def ensure_spec_loaded(engine: Engine, spec: ModelSpec, progress: Any = None) -> None:
+    """:func:`ensure_loaded` for a model given by its registry entry (e.g. the attention maps' eager copy)."""
+    steps = spec_steps(engine, spec)
     if not steps:
         return
-    spec = engine.spec(task, model)
-    gr.Info(f"First use of {spec.name} ({spec.size or 'size unknown'}): {steps[0].split(' (')[0].lower()}… "
+    what = steps[0].split(" (")[0]
+    gr.Info(f"First use of {spec.name} ({spec.size or 'size unknown'}): {what[0].lower()}{what[1:]}… "
             "It stays in memory for the next requests.", duration=8)
     started = time.perf_counter()
     try:

@@ -85,6 +85,8 @@ def test_an_attention_map(visit):
                            "'Attention'")
     assert "The cat sat on the mat" in field(page, "Text (a prompt or a sentence)").input_value()
     press(page, "Show the attention")
+    # its eager-attention copy loads now: the page names it, with its size, instead of a bare spinner
+    page.get_by_text(re.compile(r"SmolLM2-135M-Instruct · attention.*540 MB")).first.wait_for()
     summary = markdown_text(page, r"Previous-token head:", timeout=MODEL_TIMEOUT_MS)
     assert re.search(r"layer \d+, head \d+", summary)
     heatmap = page.locator("table").filter(has=page.locator("caption", has_text="row = the token reading"))
