@@ -86,8 +86,10 @@ def heads_overview_html(maps: AttentionMaps, layer: int) -> str:
 
 
 def summary_markdown(maps: AttentionMaps) -> str:
+    reading = ("causal (each token sees only the tokens before it)" if maps.causal
+               else "bidirectional (every token sees every token)")
     lines = [f"**{maps.model}** · {len(maps.tokens)} tokens · {maps.num_layers} layers × {maps.num_heads} heads · "
-             f"{'causal (each token sees only the tokens before it)' if maps.causal else 'bidirectional (every token sees every token)'}"]
+             f"{reading}"]
     if maps.previous_token_head:
         p, f = maps.previous_token_head, maps.first_token_head
         lines.append(f"**Previous-token head:** layer {p.layer}, head {p.head} (on average {p.score:.0%} of each "

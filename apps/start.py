@@ -16,8 +16,8 @@ from .i18n import t
 ATTENTION_EXAMPLE = "The cat sat on the mat because it was tired."
 LENS_EXAMPLE = "我 吃了一个 饼干"
 QA_QUESTION = "When was the Eiffel Tower completed?"
-QA_CONTEXT = ("The Eiffel Tower is a wrought-iron lattice tower in Paris. It was completed in 1889 as the entrance arch "
-              "to the World's Fair.")
+QA_CONTEXT = ("The Eiffel Tower is a wrought-iron lattice tower in Paris. It was completed in 1889 as the entrance "
+              "arch to the World's Fair.")
 
 
 @dataclasses.dataclass(frozen=True)

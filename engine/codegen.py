@@ -87,7 +87,7 @@ def _revision(revision: str | None) -> str:
     return f", revision={revision!r}" if revision else ""
 
 
-# --- text generation ----------------------------------------------------------------------------------------------------
+# --- text generation --------------------------------------------------------------------------------------------------
 def generation_code(engine: "Engine", prompt: str, result: "GenerationResult",
                     system_prompt: str | None = None) -> Snippets:
     """Scripts that generate ``result`` again from ``prompt`` (greedy results exactly; sampled ones see notes)."""
@@ -146,8 +146,8 @@ def generation_code(engine: "Engine", prompt: str, result: "GenerationResult",
         @ENCODE@
         input_ids = torch.tensor([ids], device=DEVICE)
         @SEED@with torch.inference_mode():
-            out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens={o.max_new_tokens},
-                                 {decode},
+            out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                 max_new_tokens={o.max_new_tokens}, {decode},
                                  eos_token_id={sorted(served.eos_ids)!r}, pad_token_id={served.pad_id})
         text = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
         @STOPS@print(text)
@@ -155,7 +155,7 @@ def generation_code(engine: "Engine", prompt: str, result: "GenerationResult",
     return Snippets(engine_code, header + plain, tuple(notes))
 
 
-# --- classification ------------------------------------------------------------------------------------------------------
+# --- classification ---------------------------------------------------------------------------------------------------
 def classification_code(engine: "Engine", result: "Classification | Explanation") -> Snippets:
     """Scripts that classify ``result.text`` again and print every label's probability."""
     spec = engine.registry.get(result.model) if result.model in engine.registry.names() else None
@@ -200,7 +200,7 @@ def _generative_only(engine: "Engine", call: str, show: str, why: str) -> Snippe
     return Snippets(code, f"# {why}\n" + code, (why,))
 
 
-# --- translation scores ----------------------------------------------------------------------------------------------------
+# --- translation scores -----------------------------------------------------------------------------------------------
 def scoring_code(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]], target_lang: str,
                  report: "ScoreReport") -> Snippets:
     """Scripts that score ``hypotheses`` against ``references`` again: corpus BLEU, chrF++ and TER."""
@@ -219,7 +219,8 @@ def scoring_code(hypotheses: Sequence[str], references: Sequence[str] | Sequence
         @SHOW@
     """).replace("@SHOW@", show)
     plain = _code(f"""
-        # sacrebleu, as the Translation tab scores: {report.bleu.signature} | {report.chrf.signature} | {report.ter.signature}
+        # sacrebleu, as the Translation tab scores:
+        # {report.bleu.signature} | {report.chrf.signature} | {report.ter.signature}
         from sacrebleu.metrics import BLEU, CHRF, TER
 
         hypotheses = {hyps!r}
@@ -310,7 +311,8 @@ def answer_code(engine: "Engine", question: str, context: str, result: "Answer",
     return Snippets(engine_code, plain, (note,))
 
 
-def transcription_code(engine: "Engine", audio_path: str, result: "Transcript", language: str | None = None) -> Snippets:
+def transcription_code(engine: "Engine", audio_path: str, result: "Transcript",
+                       language: str | None = None) -> Snippets:
     """Scripts that transcribe ``audio_path`` again (the plain one with openai-whisper's own ``transcribe``)."""
     spec = engine.registry.get(result.model)
     call = (f"engine.transcribe({audio_path!r}, {spec.name!r}, language={language or 'auto'!r}, "
@@ -321,8 +323,10 @@ def transcription_code(engine: "Engine", audio_path: str, result: "Transcript", 
     note = ("openai-whisper's transcribe() cuts the audio into windows its own way (the engine cuts at pauses and "
             "batches the windows), so long recordings may differ at the window edges.")
     lang = None if (language or "auto") == "auto" else language
+    origin = (f"openai-whisper's checkpoint {where}" if kind == "whisper"
+              else "the openai-whisper checkpoint converted by `python -m engine.packaged`")
     plain = _code(f"""
-        # {spec.name}: {"openai-whisper's checkpoint " + where if kind == "whisper" else "the openai-whisper checkpoint converted by `python -m engine.packaged`"}
+        # {spec.name}: {origin}
         # Note: {note}
         import whisper
 

@@ -37,16 +37,17 @@ def selected_tab(page) -> str:
     return page.locator("[role=tab][aria-selected=true]").first.inner_text().strip()
 
 
-def map_svg(page):
-    svg = page.locator("#start-map svg").first
-    svg.wait_for(timeout=30_000)  # Mermaid drew the diagram (not left as a code block)
+def map_svg(page, box: str):
+    """The map as Mermaid drew it (not left as a code block), once it shows ``box``."""
+    svg = page.locator("#start-map svg").filter(has_text=box).first
+    svg.wait_for(timeout=30_000)
     return svg
 
 
 def test_start_here_in_english(visit):
     page = visit("en-US")
     assert selected_tab(page) == "Start here"
-    svg = map_svg(page)
+    svg = map_svg(page, "Word embeddings")
     for box in ("Word embeddings", "Next-word prediction", "Fine-tune", "Question answering", "Speech to text"):
         assert svg.get_by_text(box).count() >= 1, box
     assert page.get_by_role("button", name="Open Attention with an example").is_visible()
@@ -59,7 +60,7 @@ def test_start_here_in_chinese(visit):
     assert selected_tab(page) == "从这里开始"
     tabs = [t.inner_text().strip() for t in page.get_by_role("tab").all()]
     assert {"文本生成", "注意力", "问答", "情感分析", "语音转文字", "引擎"} <= set(tabs), tabs
-    svg = map_svg(page)
+    svg = map_svg(page, "词向量")
     assert svg.get_by_text("词向量").count() >= 1 and svg.get_by_text("微调").count() >= 1
     assert page.get_by_text(re.compile("十分钟入门路线")).first.is_visible()
     screenshot(page, "start-here-zh")
@@ -68,7 +69,7 @@ def test_start_here_in_chinese(visit):
 
 def test_a_box_of_the_map_opens_its_tab(visit):
     page = visit("en-US")
-    link = map_svg(page).locator("a", has_text="Sentiment").first
+    link = map_svg(page, "Sentiment").locator("a", has_text="Sentiment").first
     link.click()
     page.wait_for_url(re.compile(r"\?tab=sentiment"))
     page.get_by_role("tab").first.wait_for()
