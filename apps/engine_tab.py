@@ -14,11 +14,25 @@ from .i18n import t
 def status_markdown(engine: Engine) -> str:
     s = engine.status()
     used = sum(m.nbytes for m in s.loaded)
-    return (f"**Device:** `{s.device}` · **dtype:** `{s.dtype}` · **CPU threads:** {s.threads}  \n"
+    return (f"**Device:** `{s.device}` · **dtype:** `{s.dtype}` · **CPU threads:** {s.threads} · "
+            f"**Generation weights:** `{_weights(engine)}`  \n"
             f"**Why:** {s.reason}  \n"
             f"**AMX bf16 units:** {'yes' if s.amx else 'no'} · **Offline mode:** {'on' if s.offline else 'off'}  \n"
             f"**Memory:** {used / 2**20:,.0f} MB of a {s.budget_bytes / 2**30:,.1f} GB budget in "
             f"{len(s.loaded)} loaded model(s); the least recently used is unloaded beyond it.")
+
+
+def _weights(engine: Engine) -> str:
+    """The text-generation weights setting as it applies on this device (``auto`` resolved, see engine.weights)."""
+    from engine.errors import InvalidOptionsError
+    from engine.weights import resolve_weights
+
+    chosen = engine.settings.weights
+    try:
+        resolved = resolve_weights(chosen, engine.policy.device.split(":")[0])
+    except InvalidOptionsError as e:  # an explicit int8/int4 on a GPU: loading a model will say so; show it here too
+        return f"{chosen} (not usable here: {e})"
+    return resolved if chosen == resolved else f"{resolved} ({chosen})"
 
 
 def loaded_rows(engine: Engine) -> list[list]:

@@ -19,6 +19,19 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+WEIGHTS = ("auto", "fp32", "bf16", "int8", "int4")  # text generation's Linear weights (see engine.weights)
+
+
+def check_weights(weights: str | None) -> str:
+    """The weights setting, lower-cased (``float32``/``bfloat16`` accepted); an unknown one raises
+    :class:`InvalidOptionsError` listing the known ones."""
+    name = (weights or "auto").strip().lower()
+    name = {"float32": "fp32", "bfloat16": "bf16"}.get(name, name)
+    if name not in WEIGHTS:
+        raise InvalidOptionsError(f"Unknown weights setting {weights!r}; choose one of {', '.join(WEIGHTS)}.")
+    return name
+
+
 def default_cache_dir() -> Path:
     """``$LLM_LAB_CACHE``, else ``$HF_HOME/llm-lab``, else ``~/.cache/huggingface/llm-lab``."""
     if os.environ.get("LLM_LAB_CACHE"):
@@ -33,6 +46,7 @@ class Settings:
 
     device: str = "auto"  # LLM_LAB_DEVICE: auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # LLM_LAB_DTYPE: auto | float32 | bfloat16 | float16
+    weights: str = "auto"  # LLM_LAB_WEIGHTS: text generation's Linear weights: auto | fp32 | bf16 | int8 | int4
     threads: int | None = None  # LLM_LAB_THREADS: torch CPU threads (default: torch's choice)
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)  # LLM_LAB_CACHE
     offline: bool = False  # HF_HUB_OFFLINE: never contact the hub
@@ -52,6 +66,7 @@ class Settings:
                 raise InvalidOptionsError(f"Setting {name} must be at least 1, got {getattr(self, name)}.")
         if self.max_audio_seconds <= 0:
             raise InvalidOptionsError("Setting max_audio_seconds must be positive.")
+        object.__setattr__(self, "weights", check_weights(self.weights))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -60,6 +75,7 @@ class Settings:
         values: dict = {}
         for key, field, cast in (
             ("LLM_LAB_DEVICE", "device", str), ("LLM_LAB_DTYPE", "dtype", str), ("LLM_LAB_THREADS", "threads", int),
+            ("LLM_LAB_WEIGHTS", "weights", str),
             ("LLM_LAB_MODELS", "models_file", str), ("LLM_LAB_MAX_BATCH", "max_batch", int),
             ("LLM_LAB_QUEUE_SIZE", "queue_size", int), ("LLM_LAB_CONCURRENCY", "concurrency", int),
             ("LLM_LAB_MAX_CHARS", "max_chars", int), ("LLM_LAB_MAX_AUDIO_SECONDS", "max_audio_seconds", float),

@@ -36,6 +36,7 @@ import torch
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
+from ..weights import apply_weights, bytes_per_token, resolve_weights
 from ..worker import More, Request
 from .attention import token_text as token_label
 from .common import check_text, column_major_weights
@@ -307,17 +308,23 @@ class _Row:
 class CausalLM:
     """A causal language model and its tokenizer, serving generation and lens requests in batches."""
 
-    def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype, max_batch: int = 16) -> None:
+    def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype, max_batch: int = 16,
+                 weights: str = "fp32") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec, self.device, self.max_batch = spec, device, max_batch
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
-        if device == "cpu" and dtype == torch.float32:  # 2.9x -> 3.7x on bench/generation.py
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        # reduced-precision Linear weights (engine.weights); bf16 on a model already in bf16 changes nothing
+        self.weights = weights if weights in ("int8", "int4") or dtype == torch.float32 else "fp32"
+        if self.weights != "fp32":
+            apply_weights(self.model, self.weights)
+        elif device == "cpu" and dtype == torch.float32:  # 2.9x -> 3.7x on bench/generation.py
             column_major_weights(self.model)
         self.nbytes = module_nbytes(self.model)
+        self.bytes_per_token = bytes_per_token(self.model)  # what one batch-1 step reads (see engine.weights)
         config, gen = self.model.config, self.model.generation_config
-        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
         limits = [getattr(config, "max_position_embeddings", None), getattr(config, "n_positions", None),
                   getattr(self.tokenizer, "model_max_length", None)]
         self.context = min(int(n) for n in limits if n and n < 10**7) if any(limits) else 2048
@@ -601,7 +608,9 @@ def _trim_padding(cache: Any, mask: torch.Tensor) -> torch.Tensor:
 
 
 def load(spec: ModelSpec, files: Path, engine: "Engine") -> CausalLM:
-    return CausalLM(spec, files, engine.policy.device, engine.policy.dtype, engine.settings.max_batch)
+    device = engine.policy.device
+    return CausalLM(spec, files, device, engine.policy.dtype, engine.settings.max_batch,
+                    resolve_weights(engine.settings.weights, device.split(":")[0]))
 
 
 # --- the public API ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""Reduced-precision weights for a model's Linear layers (weight-only), through torch's own packed kernels.
+
+Decoding one token at a time reads every weight once per token, so its speed is the memory bandwidth over the
+weights' bytes: fewer bytes per weight, more tokens per second. Four settings (``--weights``, ``LLM_LAB_WEIGHTS``):
+
+- ``fp32``: the weights as they are (exact; the baseline every other setting is judged against);
+- ``bf16``: Linear weights stored in bfloat16, each product computed in bfloat16 and returned in the model's dtype
+  (half the bytes; norms, softmax and the cache stay in fp32);
+- ``int8``: one int8 per weight and one scale per output row (symmetric, round to nearest), multiplied by
+  ``torch.ops.aten._weight_int8pack_mm`` (a quarter of the bytes);
+- ``int4``: 4 bits per weight in groups of :data:`INT4_GROUP` along the input, each group with its own scale and
+  offset, through ``_weight_int4pack_mm_for_cpu`` (an eighth, plus the groups' scales); the output layer (``lm_head``)
+  stays int8, as llama.cpp's Q4 files keep theirs at higher precision: all-int4 SmolLM2 lost 6.8% perplexity.
+
+The packed kernels take bf16 activations: with fp32 ones torch's int8 kernel ran 4x slower than the fp32 matmul on
+the AVX-512 EPYC of bench/README.md, with bf16 ones 2x faster, so the activations are rounded to bf16 on the way in.
+The output projection of a model with tied embeddings gets a quantized copy; the embedding table itself is only
+read one row per token and stays as it is.
+
+Agreement is measured, not assumed: bench/generation_weights.py prints the perplexity of the packaged SmolLM2 on
+held-out text at each setting beside fp32, and the greedy continuations side by side. ``auto`` keeps fp32 on the CPU
+(greedy text identical to the plain transformers model; the int8 and int4 figures are offered, not imposed) and
+bf16 on a GPU (the engine's dtype there already).
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .config import WEIGHTS, check_weights
+from .errors import InvalidOptionsError
+
+__all__ = ["WEIGHTS", "check_weights", "resolve_weights", "apply_weights", "bytes_per_token", "BF16Linear",
+           "Int8Linear", "Int4Linear", "quantize_int8", "quantize_int4"]
+log = logging.getLogger(__name__)
+
+INT4_GROUP = 32  # weights per int4 scale and offset (llama.cpp's Q4 blocks hold 32 too)
+INT4_INNER_TILES = 2  # the packing's inner k tiles (the CPU kernel accepts 2, 4 or 8)
+COMPUTE = torch.bfloat16  # the activations' dtype inside the packed kernels
+
+
+def resolve_weights(weights: str, device: str) -> str:
+    """``auto`` made concrete for ``device`` (see the module docstring); int8 and int4 need the CPU kernels."""
+    name = check_weights(weights)
+    if name == "auto":
+        return "fp32" if device == "cpu" else "bf16"
+    if name in ("int8", "int4") and device != "cpu":
+        raise InvalidOptionsError(f"--weights {name} runs on the CPU only (torch's packed {name} kernels); on "
+                                  f"{device} use --weights bf16 (or auto).")
+    return name
+
+
+class _Packed(torch.nn.Module):
+    """Shared by the reduced-precision Linear layers: (..., in) -> (..., out) in the input's dtype."""
+
+    in_features: int
+    out_features: int
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        bias = linear.bias
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = self._matmul(x.reshape(-1, self.in_features).to(COMPUTE)).to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class BF16Linear(_Packed):
+    """A Linear layer whose weight is stored, and multiplied, in bfloat16."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__(linear)
+        self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16).contiguous())
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.weight)
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, in) float weights -> (int8 (out, in), scales (out,)): symmetric per row, round to nearest, so that
+    ``q * scale`` is within half a scale of every weight."""
+    w = weight.detach().float()
+    scales = (w.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+    q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scales
+
+
+class Int8Linear(_Packed):
+    """Weight-only int8: one int8 per weight, one scale per output row."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__(linear)
+        q, scales = quantize_int8(linear.weight)
+        self.register_buffer("weight", q.contiguous())
+        self.register_buffer("scales", scales.to(COMPUTE))
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scales)
+
+
+def quantize_int4(weight: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, in) float weights -> (codes 0..15 int32 (out, in), scales (out, in/group), zeros (out, in/group)), with
+    ``w ~= (code - 8) * scale + zero`` (the convention of torch's int4 kernels): each group's range in 15 steps."""
+    w = weight.detach().float()
+    out_f, in_f = w.shape
+    g = w.reshape(out_f, in_f // group, group)
+    lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+    scales = ((hi - lo) / 15).clamp(min=1e-8)
+    codes = torch.round((g - lo[..., None]) / scales[..., None]).clamp(0, 15).to(torch.int32).reshape(out_f, in_f)
+    return codes, scales, lo + 8 * scales
+
+
+class Int4Linear(_Packed):
+    """Weight-only int4 in groups of :data:`INT4_GROUP` inputs, each with a scale and an offset."""
+
+    def __init__(self, linear: torch.nn.Linear, group: int = INT4_GROUP) -> None:
+        super().__init__(linear)
+        codes, scales, zeros = quantize_int4(linear.weight, group)
+        self.group = group
+        self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, INT4_INNER_TILES))
+        # (in/group, out, 2): scale and zero of each group, as the kernel reads them
+        self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1).transpose(0, 1)
+                             .contiguous().to(COMPUTE))
+
+    def _matmul(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.weight, self.group, self.scales_and_zeros)
+
+
+_LAYERS = {"bf16": BF16Linear, "int8": Int8Linear, "int4": Int4Linear}
+
+
+def apply_weights(model: torch.nn.Module, weights: str, *, skip: tuple[str, ...] = ()) -> int:
+    """Replace ``model``'s Linear layers (all but those whose qualified name starts with one in ``skip``) by their
+    ``weights`` counterparts, in place; ``fp32`` leaves the model alone. Layers whose shape the packed kernel
+    cannot take (int4: inputs not a multiple of the group) stay as they are. Returns how many were replaced."""
+    layer = _LAYERS.get(weights)
+    if layer is None:
+        return 0
+    targets = [(name, module) for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and not name.startswith(skip) if name]
+    replaced = 0
+    with torch.no_grad():
+        for name, linear in targets:
+            if weights == "int4" and (linear.in_features % INT4_GROUP or name == "lm_head"):
+                continue
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, layer(linear))
+            replaced += 1
+    if weights == "int4" and isinstance(getattr(model, "lm_head", None), torch.nn.Linear) and "lm_head" not in skip:
+        with torch.no_grad():  # the output layer (every token's logit) in int8: int4 there cost most of the perplexity
+            model.lm_head = Int8Linear(model.lm_head)
+    if hasattr(model, "config") and getattr(model.config, "tie_word_embeddings", False):
+        model.config.tie_word_embeddings = False  # the output layer is its own (quantized) copy now
+    log.info("weights %s: %d Linear layers replaced", weights, replaced)
+    return replaced
+
+
+def bytes_per_token(model: torch.nn.Module) -> int:
+    """Bytes one decoding step reads at batch 1: every Linear-type layer's weights (and scales, biases) and the
+    small tensors (norms); an embedding table only when it doubles as the output layer (tied), as it then is read
+    whole. Shared tensors count once."""
+    seen: set[int] = set()
+    total = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+            if tensor is None or tensor.data_ptr() in seen:
+                continue
+            seen.add(tensor.data_ptr())
+            total += tensor.numel() * tensor.element_size()
+    return total
