@@ -100,20 +100,26 @@ def loss_frame(train: list[tuple[int, float]], evals: list[tuple[int, float, flo
     every = max(1, len(train) // most)
     rows = [(s, l, "train (batch)") for s, l in train[::every]]
     rows += [(s, t, "train (evaluation)") for s, t, _ in evals] + [(s, v, "validation") for s, _, v in evals]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    return _typed(pd.DataFrame(rows, columns=["step", "loss", "series"]))
 
 
 def lr_frame(options: dict[str, Any], step: int = 0, points: int = 200) -> pd.DataFrame:
     """The learning-rate schedule over the run, and the part done so far."""
     o = PretrainOptions(**{k: v for k, v in options.items() if k in PretrainOptions.__dataclass_fields__})
-    steps = sorted({round(i * o.max_iters / points) for i in range(points + 1)} | {o.warmup_iters})
+    steps = sorted({round(i * o.max_iters / points) for i in range(points + 1)}
+                   | ({o.warmup_iters} if o.warmup_iters <= o.max_iters else set()))
     rows = [(s, get_lr(s, o), "schedule") for s in steps] + [(s, get_lr(s, o), "done") for s in steps if s <= step]
-    return pd.DataFrame(rows, columns=["step", "learning rate", "series"])
+    return _typed(pd.DataFrame(rows, columns=["step", "learning rate", "series"]))
 
 
 def compare_frame(cards: list) -> pd.DataFrame:
     rows = [(p[0], p[2], c.name) for c in cards for p in c.metrics.get("curve", []) if p[2] is not None]
-    return pd.DataFrame(rows, columns=["step", "validation loss", "run"])
+    return _typed(pd.DataFrame(rows, columns=["step", "validation loss", "run"]))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as numbers even when there are no rows (a chart takes an empty text column for categories)."""
+    return frame.astype({frame.columns[0]: "int64", frame.columns[1]: "float64", frame.columns[2]: "str"})
 
 
 def settings_rows(cards: list) -> list[list]:
@@ -150,6 +156,8 @@ def build(engine: Engine) -> gr.Blocks:
         for e in run:
             if e.val_loss is not None and not e.done:
                 evals.append((e.step, e.train_loss, e.val_loss))
+                if not train:  # every series from the first drawing on: the chart keeps its first legend
+                    train.append((e.step, e.train_loss))
                 samples.append(f"**step {e.step:,}** (validation loss {e.val_loss:.3f})\n\n```\n{e.sample}\n```")
             elif not e.done:
                 train.append((e.step, e.train_loss))
@@ -200,9 +208,8 @@ def build(engine: Engine) -> gr.Blocks:
         cards = runs(engine)
         names = [c.name for c in cards]
         chosen = [n for n in (selected or names[:4]) if n in names]
-        shown = [c for c in cards if c.name in chosen]
-        return (gr.CheckboxGroup(choices=names, value=chosen), compare_frame(shown), settings_rows(cards),
-                gr.Dropdown(choices=names, value=names[0] if names else None))
+        return (gr.CheckboxGroup(choices=names, value=chosen), settings_rows(cards),
+                gr.Dropdown(choices=names, value=names[0] if names else None), time.time())
 
     @user_errors
     def delete_ui(name):
@@ -307,10 +314,8 @@ def build(engine: Engine) -> gr.Blocks:
         gr.Markdown("### 3. Watch it learn")
         status = gr.Markdown("Not training.")
         with gr.Row():
-            loss_plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (cross-entropy, nats per token)",
-                                    height=320)
-            lr_plot = gr.LinePlot(x="step", y="learning rate", color="series", label="Learning-rate schedule",
-                                  height=320)
+            loss_plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (cross-entropy, nats per token)")
+            lr_plot = gr.LinePlot(x="step", y="learning rate", color="series", label="Learning-rate schedule")
         sample_box = gr.Textbox(label="Latest sample (generated at the last evaluation)", lines=6, interactive=False)
         with gr.Accordion("Every sample, newest first", open=False):
             samples = gr.Markdown()
@@ -319,8 +324,20 @@ def build(engine: Engine) -> gr.Blocks:
         with gr.Row():
             compare_runs = gr.CheckboxGroup([], label="Runs to overlay")
             refresh = gr.Button("Refresh the list of runs", scale=0)
-        compare_plot = gr.LinePlot(x="step", y="validation loss", color="run", label="Validation loss of each run",
-                                   height=300)
+
+        # Drawn anew for each choice of runs: a chart keeps the legend of the first data it drew, so a run added
+        # later would not show in an updated one.
+        runs_changed = gr.State(0.0)  # set when a run ends or is deleted: the curves are drawn again
+
+        @gr.render(inputs=[compare_runs, runs_changed])
+        def overlay(selected, _changed):
+            cards = [c for c in runs(engine) if c.name in (selected or [])]
+            if cards:
+                gr.LinePlot(compare_frame(cards), x="step", y="validation loss", color="run",
+                            label="Validation loss of each run")
+            else:
+                gr.Markdown("*The validation curves of the runs ticked above are drawn here.*")
+
         settings_table = gr.Dataframe(headers=SETTINGS_HEADERS, label="Runs and their settings", interactive=False)
         with gr.Row():
             to_delete = gr.Dropdown([], label="Run to delete")
@@ -348,13 +365,11 @@ def build(engine: Engine) -> gr.Blocks:
                                                **private, **training)
         stop_button.click(stop_ui, run_id, status, queue=False, **private)
         for event in (train_event, continue_event):
-            event.then(runs_ui, compare_runs, [compare_runs, compare_plot, settings_table, to_delete], **private)
-        refresh.click(runs_ui, compare_runs, [compare_runs, compare_plot, settings_table, to_delete], queue=False,
+            event.then(runs_ui, compare_runs, [compare_runs, settings_table, to_delete, runs_changed], **private)
+        refresh.click(runs_ui, compare_runs, [compare_runs, settings_table, to_delete, runs_changed], queue=False,
                       **private)
-        compare_runs.change(lambda sel: compare_frame([c for c in runs(engine) if c.name in (sel or [])]),
-                            compare_runs, compare_plot, queue=False, **private)
-        delete_button.click(delete_ui, to_delete, [compare_runs, compare_plot, settings_table, to_delete], **private)
-        tab.load(runs_ui, None, [compare_runs, compare_plot, settings_table, to_delete], queue=False, **private)
+        delete_button.click(delete_ui, to_delete, [compare_runs, settings_table, to_delete, runs_changed], **private)
+        tab.load(runs_ui, None, [compare_runs, settings_table, to_delete, runs_changed], queue=False, **private)
         tab.load(lambda: lr_frame(dataclasses.asdict(DEFAULTS)), None, lr_plot, queue=False, **private)
 
         gr.api(pretrain_api, api_name="pretrain", **training)

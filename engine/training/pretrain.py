@@ -312,6 +312,8 @@ def _train(s: _Setup, should_stop: Callable[[], bool]) -> Iterator[PretrainProgr
                 losses = estimate_loss(model, data, o, evals, device, s.autocast)
                 text = sample(model, s.tokenizer, prompt, o.sample_tokens, o.block_size, evals, device)
                 eval_seconds = time.perf_counter() - t0
+                if curve and curve[-1][0] == step:  # a continued run evaluates again where it stopped
+                    curve.pop()
                 curve.append([step, losses["train"], losses["val"]])
                 last = losses
                 chooser.reset()
