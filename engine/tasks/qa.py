@@ -36,7 +36,7 @@ from ..cache import module_nbytes
 from ..errors import CancelledError, InputTooLargeError, InvalidInputError, InvalidOptionsError, ModelUnavailableError
 from ..registry import ModelSpec
 from ..worker import Request
-from .common import check_text, length_sorted_batches
+from .common import check_text
 
 if TYPE_CHECKING:
     from ..core import Engine
@@ -152,6 +152,32 @@ class ExtractiveQA:
         self.question_budget = self.max_length // 3  # tokens; the rest of a window is context
         self.question_first = self.tokenizer.padding_side == "right"  # XLNet-style models put the context first
         self.abstains = can_say_no_answer(spec)
+        self.overhead_tokens = self._calibrate()
+
+    def _calibrate(self) -> float:
+        """The fixed cost of one forward pass on this device, in tokens' worth of compute: two single windows of
+        different lengths, each the best of 3, give the cost per token and what is left over. See
+        :func:`padding_aware_batches`, which batches only where that overhead pays for the padding."""
+        import time
+
+        lengths = (32, min(160, self.max_length))
+        cost = []
+        with torch.inference_mode():
+            for n in lengths:
+                ids = torch.full((1, n), self.tokenizer.pad_token_id or 0, dtype=torch.long, device=self.device)
+                best = float("inf")
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    self.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+                    if self.device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    best = min(best, time.perf_counter() - t0)
+                cost.append(best)
+        per_token = max((cost[1] - cost[0]) / (lengths[1] - lengths[0]), 1e-9)
+        overhead = max(0.0, cost[0] - lengths[0] * per_token) / per_token
+        log.info("%s: one forward pass costs %.0f tokens' worth of overhead on %s", self.spec.name, overhead,
+                 self.device)
+        return overhead
 
     def batch_key(self, payload: QAPayload) -> Hashable:
         return None  # options only matter after the forward pass: any requests can share a batch
@@ -198,7 +224,7 @@ class ExtractiveQA:
         names = [n for n in self.tokenizer.model_input_names if n in enc]
         ids = enc["input_ids"]
         out: list = [None] * len(ids)
-        batches = length_sorted_batches(ids, len, BATCH)
+        batches = padding_aware_batches([len(i) for i in ids], BATCH, self.overhead_tokens)
         for done, idx in enumerate(batches):
             if all(r.cancelled for r in requests):
                 return None
@@ -257,6 +283,27 @@ class ExtractiveQA:
         top = candidates[0]
         return Answer(top.text, top.score, top.start, top.end, candidates, True, self.spec.name, tuple(notes),
                       null_score, len(windows))
+
+
+def padding_aware_batches(lengths: Sequence[int], max_batch: int, overhead_tokens: float) -> list[list[int]]:
+    """Indices of windows in length-sorted batches, each grown only while it costs no more than running its windows
+    one at a time: adding a window of ``n`` tokens to a batch of ``k`` padded to ``m`` pads the others by
+    ``k * (n - m)`` tokens, which one forward pass fewer (``overhead_tokens``, measured on the device) must pay for.
+    Padding is the only compute a batch adds, so a batch never loses to one-at-a-time (equal lengths always batch;
+    an overhead of 0 batches nothing else); whatever batching saves beyond the overhead is a gain on top."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if last is not None and len(last) < max_batch:
+            padded = max(lengths[j] for j in last)
+            budget = overhead_tokens * len(last)  # the passes saved: one per window joined so far
+            spent = sum(max(lengths[i], padded) - lengths[j] for j in last)  # all padding in the batch
+            if spent <= budget:
+                last.append(i)
+                continue
+        batches.append([i])
+    return batches
 
 
 def _masked_softmax(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
