@@ -135,3 +135,14 @@ def test_a_broken_folder_is_skipped(tmp_path):
     engine = Engine(Settings(cache_dir=tmp_path, offline=True, device="cpu"))
     assert engine.trained_models() == []
     engine.close()
+
+
+def test_engine_methods_show_their_real_signatures():
+    """help(engine.generate) and an editor's completion show the task function's arguments, not *args/**kwargs."""
+    import inspect
+
+    engine = Engine.__new__(Engine)
+    params = inspect.signature(engine.generate).parameters
+    assert list(params)[:2] == ["prompt", "model"] and "system_prompt" in params
+    assert "max_iters" in (Engine.pretrain.__doc__ or "") or "name" in inspect.signature(engine.pretrain).parameters
+    assert "k" in inspect.signature(engine.neighbours).parameters
