@@ -18,6 +18,8 @@ pytestmark = pytest.mark.browser
 TABS = {  # tab title -> its main button, which each tab has exactly once
     "Text generation": "Generate", "Translation": "Translate", "Question answering": "Answer",
     "Sentiment": "Classify", "Speech to text": "Transcribe", "Engine": "Refresh",
+    "Embeddings": "Find neighbours", "Pretrain": "Train", "Fine-tune": "Fine-tune", "Attention": "Show the attention",
+    "Start here": "Open Text generation with an example",
 }
 
 
