@@ -352,6 +352,10 @@ def build(engine: Engine) -> gr.Blocks:
                      api_visibility="private", **work)
         inner_button.click(inner_ui, [prompt, k_inner, inner_model], [inner_table, inner_notes],
                            api_visibility="private", **work)
+        # Models trained in the Pretrain tab appear without a restart: a word-model list is read again when opened.
+        for dropdown in (word_model, inner_model):
+            dropdown.focus(lambda: gr.Dropdown(choices=model_choices(engine, "text-generation")[0]), None, dropdown,
+                           api_visibility="private", queue=False)
         for fn, name in ((embed, "embed"), (similarity, "similarity"), (search, "search"), (neighbours, "neighbours"),
                          (analogy, "analogy")):
             gr.api(fn, api_name=name, **work)
