@@ -36,8 +36,8 @@ RECIPE_FIELDS = ("batch_size", "max_iters", "learning_rate", "min_lr", "warmup_i
                  "weight_decay", "beta1", "beta2", "grad_clip", "eval_interval", "eval_iters", "optimizer", "seed")
 FIELDS = MODEL_FIELDS + RECIPE_FIELDS
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny (1 min)": dict(n_layer=2, n_head=2, n_embd=64, block_size=64, dropout=0.0, batch_size=12, max_iters=400,
-                         learning_rate=2e-3, min_lr=2e-4, warmup_iters=20, lr_decay_iters=0, eval_interval=100,
+    "tiny (1 min)": dict(n_layer=2, n_head=4, n_embd=128, block_size=64, dropout=0.0, batch_size=12, max_iters=800,
+                         learning_rate=2e-3, min_lr=2e-4, warmup_iters=50, lr_decay_iters=0, eval_interval=200,
                          eval_iters=10),
     "nanoGPT CPU recipe (4 layers, 4 heads, 128 wide, context 64, batch 12, 2000 steps)": dict(
         n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, batch_size=12, max_iters=2000,
