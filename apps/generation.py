@@ -238,6 +238,18 @@ def build(engine: Engine) -> gr.Blocks:
                      queue=False)
         chat.change(lambda on: gr.Textbox(visible=on), chat, system_prompt, api_visibility="private", queue=False)
 
+        # Models trained in the Pretrain tab appear without a reload: the list is read again each time it is opened.
+        # A small trained GPT reads only block_size tokens, prompt and new text together: ask for half of that.
+        model.focus(lambda: gr.Dropdown(choices=model_choices(engine, TASK)[0]), None, model,
+                    api_visibility="private", queue=False)
+
+        def fit_context(name: str):
+            context = engine.trained.card(name).settings.get("block_size") if engine.trained.has(name) else None
+            return gr.Slider(value=max(1, context // 2)) if context and context <= 2 * DEFAULTS.max_new_tokens \
+                else gr.skip()
+
+        model.change(fit_context, model, max_new_tokens, api_visibility="private", queue=False)
+
         def final(result: GenerationResult, prompt: str, system_prompt: str | None):
             code = code_values(lambda: codegen.generation_code(engine, prompt, result, system_prompt or None))
             return (result.text, summary(result), coloured_html(result.tokens), step_rows(result.tokens), None, *code)
