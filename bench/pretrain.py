@@ -49,12 +49,15 @@ class Baseline(common.Side):
 class EngineSide(common.Side):
     def __init__(self, config, args):
         super().__init__(config, args)
+        import atexit
+        import shutil
         import tempfile
         from pathlib import Path
 
         from engine import Engine
 
-        self.folder = tempfile.mkdtemp(prefix="llm-lab-bench-pretrain-")
+        self.folder = tempfile.mkdtemp(prefix="llm-lab-bench-pretrain-")  # the trained model, removed at exit
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
         self.engine = Engine(common.engine_settings(args, cache_dir=Path(self.folder)))
         self.threads: list[int] = []
 
