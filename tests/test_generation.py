@@ -499,11 +499,12 @@ def test_ui_stop_button_stops_the_engine_request(tiny):
     tab = apps.generation.build(tiny)
     fns = {f.fn.__name__: f.fn for f in tab.fns.values() if f.fn is not None}
     run = fns["run_stream"]("The cat", "tiny-llama", False, "", 250, 0, 50, 1.0, 1.0, "", None)
-    request_id = next(run)[-1]
+    request_id = next(run)[4]  # outputs: text, summary, coloured, steps, request id, the two Code panels
     texts = [next(run)[0] for _ in range(3)]
     assert texts[0] and texts[2].startswith(texts[0])
-    text, info, coloured, rows, state = fns["stop_stream"](request_id)
+    text, info, coloured, rows, state, code_engine, code_plain = fns["stop_stream"](request_id, "The cat", "")
     assert "stopped by you" in info and state is None and text.startswith(texts[2])
+    assert "tiny-llama" in code_engine and "The cat" in code_engine  # the Code panel reproduces what was shown
     assert len(rows) < 250 and "<span" in coloured
     assert list(run)[-1][1] == info  # the stream ends on its own, with the same summary
     lens = fns["lens"]("The capital of France is", "tiny-llama", 5, 1.0, 1.0)
