@@ -20,11 +20,12 @@ import pandas as pd
 
 from engine import Engine, InputTooLargeError, InvalidInputError
 from engine.tasks.common import read_text_file
-from engine.tasks.embedding import MAX_TEXTS, Embeddings, SimilarityMatrix
+from engine.tasks.embedding import Embeddings, SimilarityMatrix
 from engine.tasks.embedding_map import METHODS, WORDLISTS, EmbeddingMap, parse_lines, wordlist_text
 from engine.tasks.word_vectors import InnerProducts, Neighbours
 
 from .common import DOWNLOADS, model_choices, model_work, user_errors
+from .i18n import t
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ It is raining heavily in the city.
 A storm is expected this weekend.
 The new phone has a better camera.
 Scientists discovered a new planet."""
-INTRO = """**Embeddings** are vectors whose geometry carries meaning. A language model's first layer is a table with
-one vector per token, *vec(w)*: words used alike get vectors that point alike (**cosine similarity** near 1), and
-differences between vectors can carry relations (*king − man + woman ≈ queen*). A **sentence encoder** (MiniLM) pools
-its token vectors into one vector per sentence, for similarity and search. And a model with tied embeddings scores
-each next word by an **inner product**: *P(w | context) = softmax(⟨vec(w), h⟩)*."""
 NEIGHBOUR_HEADERS = ["rank", "token", "cosine similarity"]
 SEARCH_HEADERS = ["rank", "score", "line", "text"]
 INNER_HEADERS = ["token", "⟨vec(w), h⟩", "|vec(w)|", "cosine", "softmax of inner products", "model's probability"]
@@ -259,80 +255,78 @@ def build(engine: Engine) -> gr.Blocks:
 
     METHOD_KEYS = {label: key for key, label in METHODS.items()}
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
-        with gr.Tab("Word vectors"):
-            word_model = gr.Dropdown(word_models, value=word_default, label="Token-embedding table of")
+        gr.Markdown(t("embeddings.intro"))
+        with gr.Tab(t("embeddings.tab_words")):
+            word_model = gr.Dropdown(word_models, value=word_default, label=t("embeddings.table_of"))
             with gr.Row():
                 with gr.Column():
-                    word = gr.Textbox(label="Word", value="king", max_length=100)
-                    k_words = gr.Slider(1, 50, value=10, step=1, label="Neighbours to show")
-                    neighbours_button = gr.Button("Find neighbours", variant="primary")
+                    word = gr.Textbox(label=t("embeddings.word"), value="king", max_length=100)
+                    k_words = gr.Slider(1, 50, value=10, step=1, label=t("embeddings.neighbours_to_show"))
+                    neighbours_button = gr.Button(t("embeddings.find_neighbours"), variant="primary")
                 with gr.Column():
                     pieces = gr.Markdown()
-                    neighbours_table = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label="Nearest tokens",
+                    neighbours_table = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label=t("embeddings.nearest_tokens"),
                                                     interactive=False)
-            gr.Markdown("**Analogy** by vector arithmetic: the tokens nearest to *a − b + c* (the three words left "
-                        "out).")
+            gr.Markdown(t("embeddings.analogy_note"))
             with gr.Row():
                 a = gr.Textbox(label="a", value="king", max_length=100)
-                b = gr.Textbox(label="b (minus)", value="man", max_length=100)
-                c = gr.Textbox(label="c (plus)", value="woman", max_length=100)
-            analogy_button = gr.Button("Solve the analogy", variant="secondary")
+                b = gr.Textbox(label=t("embeddings.b_minus"), value="man", max_length=100)
+                c = gr.Textbox(label=t("embeddings.c_plus"), value="woman", max_length=100)
+            analogy_button = gr.Button(t("embeddings.solve_analogy"), variant="secondary")
             with gr.Row():
                 analogy_pieces = gr.Markdown()
                 analogy_table = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label="a − b + c ≈", interactive=False)
-        with gr.Tab("Map"):
+        with gr.Tab(t("embeddings.tab_map")):
             with gr.Row():
                 with gr.Column(scale=1):
-                    example = gr.Dropdown(list(WORDLISTS), value=MAP_EXAMPLE, label="Example list")
-                    items = gr.Textbox(label="Items, one per line (a group after | colours the points)", lines=14,
+                    example = gr.Dropdown(list(WORDLISTS), value=MAP_EXAMPLE, label=t("embeddings.example_list"))
+                    items = gr.Textbox(label=t("embeddings.items"), lines=14,
                                        value=wordlist_text(MAP_EXAMPLE))
-                    map_model = gr.Dropdown(map_models, value=sentence_default, label="Vectors from")
-                    method = gr.Radio(list(METHODS.values()), value="PCA", label="Method",
-                                      info="PCA keeps distances along the two main directions; t-SNE and UMAP keep "
-                                           "neighbourhoods (UMAP's first map takes about half a minute to compile).")
-                    map_button = gr.Button("Draw the map", variant="primary")
+                    map_model = gr.Dropdown(map_models, value=sentence_default, label=t("embeddings.vectors_from"))
+                    method = gr.Radio(list(METHODS.values()), value="PCA", label=t("embeddings.method"),
+                                      info=t("embeddings.method_info"))
+                    map_button = gr.Button(t("embeddings.draw_map"), variant="primary")
                 with gr.Column(scale=2):
                     # No fixed height: with one, gradio 6 cuts off the colour legend below the chart.
                     plot = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["text", "group"],
-                                          label="2-D map (hover a point to read it)", x_title="axis 1",
+                                          label=t("embeddings.map_plot"), x_title="axis 1",
                                           y_title="axis 2")
                     map_notes = gr.Markdown()
-        with gr.Tab("Sentence vectors"):
-            sentence_model = gr.Dropdown(sentence_models, value=sentence_default, label="Sentence encoder")
+        with gr.Tab(t("embeddings.tab_sentences")):
+            sentence_model = gr.Dropdown(sentence_models, value=sentence_default,
+                                         label=t("embeddings.sentence_encoder"))
             with gr.Row():
                 with gr.Column():
-                    sentences = gr.Textbox(label="Sentences, one per line", lines=8, value=SENTENCES)
-                    heatmap_button = gr.Button("Show similarity", variant="primary")
+                    sentences = gr.Textbox(label=t("embeddings.sentences"), lines=8, value=SENTENCES)
+                    heatmap_button = gr.Button(t("embeddings.show_similarity"), variant="primary")
                     with gr.Row():
-                        fmt = gr.Radio(["CSV", ".npy"], value="CSV", label="Vectors as", scale=1)
-                        download_button = gr.Button("Download vectors", scale=1)
-                    download = gr.File(label="Vectors (row i is line i)", height=90)
+                        fmt = gr.Radio(["CSV", ".npy"], value="CSV", label=t("embeddings.vectors_as"), scale=1)
+                        download_button = gr.Button(t("embeddings.download_vectors"), scale=1)
+                    download = gr.File(label=t("embeddings.vectors_file"), height=90)
                 with gr.Column():
-                    heatmap = gr.HTML(label="Similarity heatmap")
-            gr.Markdown(f"**Semantic search**: a query against up to {MAX_TEXTS:,} sentences (pasted or a .txt file, "
-                        "one per line), encoded once in length-sorted batches and kept for the next query.")
+                    heatmap = gr.HTML(label=t("embeddings.heatmap"))
+            gr.Markdown(t("embeddings.search_note"))
             with gr.Row():
                 with gr.Column():
-                    query = gr.Textbox(label="Query", value="music")
-                    corpus = gr.Textbox(label="Sentences to search, one per line", lines=8, value=CORPUS)
-                    upload = gr.File(label="…or a .txt file", file_types=[".txt"], type="filepath", height=90)
-                    k_search = gr.Slider(1, 50, value=5, step=1, label="Results")
-                    search_button = gr.Button("Search", variant="primary")
+                    query = gr.Textbox(label=t("embeddings.query"), value="music")
+                    corpus = gr.Textbox(label=t("embeddings.corpus"), lines=8, value=CORPUS)
+                    upload = gr.File(label=t("embeddings.corpus_file"), file_types=[".txt"], type="filepath", height=90)
+                    k_search = gr.Slider(1, 50, value=5, step=1, label=t("embeddings.results"))
+                    search_button = gr.Button(t("embeddings.search"), variant="primary")
                 with gr.Column():
-                    hits = gr.Dataframe(headers=SEARCH_HEADERS, label="Closest sentences", interactive=False,
+                    hits = gr.Dataframe(headers=SEARCH_HEADERS, label=t("embeddings.closest"), interactive=False,
                                         wrap=True)
                     search_notes = gr.Markdown()
-        with gr.Tab("Next word as an inner product"):
+        with gr.Tab(t("embeddings.tab_inner")):
             with gr.Row():
                 with gr.Column():
-                    prompt = gr.Textbox(label="Prompt", value="The capital of France is", max_length=2000)
-                    inner_model = gr.Dropdown(word_models, value=word_default, label="Model (tied embeddings)")
-                    k_inner = gr.Slider(1, 30, value=10, step=1, label="Candidates")
-                    inner_button = gr.Button("Show inner products", variant="primary")
+                    prompt = gr.Textbox(label=t("embeddings.prompt"), value="The capital of France is", max_length=2000)
+                    inner_model = gr.Dropdown(word_models, value=word_default, label=t("embeddings.tied_model"))
+                    k_inner = gr.Slider(1, 30, value=10, step=1, label=t("embeddings.candidates"))
+                    inner_button = gr.Button(t("embeddings.show_inner"), variant="primary")
                 with gr.Column():
                     inner_notes = gr.Markdown()
-            inner_table = gr.Dataframe(headers=INNER_HEADERS, label="Next-token candidates", interactive=False)
+            inner_table = gr.Dataframe(headers=INNER_HEADERS, label=t("embeddings.next_candidates"), interactive=False)
 
         work = model_work(engine)
         neighbours_button.click(neighbours_ui, [word, k_words, word_model], [pieces, neighbours_table],

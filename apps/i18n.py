@@ -1,5 +1,5 @@
-"""Every translated UI string, in English and Simplified Chinese, in one place; gradio picks the language from the
-browser (``zh-CN``, ``zh``: Chinese; anything else: English).
+"""Every translated UI string, in English and Simplified Chinese (the Lab tabs' in apps/i18n_lab.py); gradio
+picks the language from the browser (``zh-CN``, ``zh``: Chinese; anything else: English).
 
     gr.Button(t("attention.show"))        # a key: the page shows the text in the visitor's language
 
@@ -9,6 +9,8 @@ translated this way (labels, Markdown, buttons, tab titles); what a model or an 
 from __future__ import annotations
 
 import gradio as gr
+
+from .i18n_lab import LAB_STRINGS
 
 LOCALES = ("en", "zh-CN")
 
@@ -247,6 +249,7 @@ flowchart LR
     "sentiment.classify": {"en": "Classify", "zh-CN": "分类"},
     "speech.transcribe": {"en": "Transcribe", "zh-CN": "转写"},
 }
+STRINGS.update(LAB_STRINGS)  # the Lab tabs' strings live in apps/i18n_lab.py
 
 
 def t(key: str) -> gr.I18nData:
