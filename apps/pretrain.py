@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
+from gradio.i18n import I18nData
 
 from engine import Engine, InvalidInputError
 from engine.tasks.common import read_text_file
@@ -25,6 +26,7 @@ from engine.training.gpt import PretrainOptions, get_lr
 from engine.training.pretrain import PretrainProgress, runs
 
 from .common import user_errors
+from .i18n import english, t
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +48,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                          learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=0, eval_interval=250,
                          eval_iters=200),
 }
-INTRO = """**Pretraining** is how a language model comes to be: it reads unlabelled text and learns to predict the next
-token, *P(w | context) = softmax(⟨vec(w), context⟩)*, by following the gradient of its loss with an optimizer
-(AdamW, Adam or SGD) and a learning rate. Here you train a small GPT from scratch — nanoGPT's recipe on a text of your
-choice — and watch it go from noise to words. The model is saved under its name and appears in the **Text
-generation** tab (and its next-token lens) like any other model."""
 SETTINGS_HEADERS = ["model", "steps", "val loss", "train loss", "optimizer", "learning rate", "layers", "heads",
                     "width", "context", "batch", "tokenizer", "data", "stopped"]
 
 
 # --- plain functions (tested without a browser) -------------------------------------------------------------------
+def _english(label: Any) -> str:
+    """A component's label in English (a translated label is a ``gr.I18nData``)."""
+    return english(label.key) if isinstance(label, I18nData) else str(label)
+
+
 def options_from(values: dict[str, Any]) -> dict[str, Any]:
     """The page's values as pretrain() options: whole numbers as ints, lr_decay_iters 0 as "max_iters"."""
     out = {}
@@ -259,26 +261,25 @@ def build(engine: Engine) -> gr.Blocks:
                     yield event_dict(e)
 
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
+        gr.Markdown(t("pretrain.intro"))
         with gr.Row():
             with gr.Column(scale=1):
-                gr.Markdown("### 1. The text")
-                source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Training text")
+                gr.Markdown(t("pretrain.step_text"))
+                source = gr.Radio(list(SOURCES), value=SOURCES[0], label=t("pretrain.training_text"))
                 corpus = gr.Dropdown([(f"{c.name} — {c.description}", c.name) for c in CORPORA.values()],
-                                     value="shakespeare", label="Bundled corpus (public domain; see assets/README.md)")
-                upload = gr.File(label="A .txt file (UTF-8)", file_types=[".txt"], type="filepath", visible=False)
-                pasted = gr.Textbox(label="Your text (at least 500 characters)", lines=6, visible=False)
+                                     value="shakespeare", label=t("pretrain.corpus"))
+                upload = gr.File(label=t("pretrain.upload"), file_types=[".txt"], type="filepath", visible=False)
+                pasted = gr.Textbox(label=t("pretrain.pasted"), lines=6, visible=False)
                 with gr.Row():
-                    tokenizer = gr.Radio(["char", "bpe"], value="char", label="Tokenizer: characters, or byte-level "
-                                         "BPE learnt from the text")
-                    vocab_size = gr.Slider(260, 8192, 1024, step=1, label="BPE vocabulary size", visible=False)
-                preview_button = gr.Button("Show how the text is tokenized")
+                    tokenizer = gr.Radio(["char", "bpe"], value="char", label=t("pretrain.tokenizer"))
+                    vocab_size = gr.Slider(260, 8192, 1024, step=1, label=t("pretrain.vocab_size"), visible=False)
+                preview_button = gr.Button(t("pretrain.preview"))
                 preview_info = gr.Markdown()
-                preview_table = gr.Dataframe(headers=["id", "piece"], label="The first tokens", interactive=False,
-                                             max_height=220)
+                preview_table = gr.Dataframe(headers=["id", "piece"], label=t("pretrain.first_tokens"),
+                                             interactive=False, max_height=220)
             with gr.Column(scale=1):
-                gr.Markdown("### 2. The model and the recipe")
-                preset = gr.Dropdown(list(PRESETS), value=list(PRESETS)[1], label="Preset")
+                gr.Markdown(t("pretrain.step_model"))
+                preset = gr.Dropdown(list(PRESETS), value=list(PRESETS)[1], label=t("pretrain.preset"))
                 with gr.Row():
                     n_layer = gr.Number(DEFAULTS.n_layer, label="n_layer", precision=0, minimum=1)
                     n_head = gr.Number(DEFAULTS.n_head, label="n_head", precision=0, minimum=1)
@@ -290,40 +291,40 @@ def build(engine: Engine) -> gr.Blocks:
                     max_iters = gr.Number(DEFAULTS.max_iters, label="max_iters", precision=0, minimum=1)
                     optimizer = gr.Dropdown(["adamw", "adam", "sgd"], value="adamw", label="optimizer")
                     learning_rate = gr.Number(DEFAULTS.learning_rate, label="learning_rate")
-                with gr.Accordion("More of the recipe", open=False):
+                with gr.Accordion(t("pretrain.more_recipe"), open=False):
                     with gr.Row():
                         min_lr = gr.Number(DEFAULTS.min_lr, label="min_lr")
                         warmup_iters = gr.Number(DEFAULTS.warmup_iters, label="warmup_iters", precision=0)
-                        lr_decay_iters = gr.Number(0, label="lr_decay_iters (0 = max_iters)", precision=0)
+                        lr_decay_iters = gr.Number(0, label=t("pretrain.lr_decay_iters"), precision=0)
                         weight_decay = gr.Number(DEFAULTS.weight_decay, label="weight_decay")
                     with gr.Row():
-                        beta1 = gr.Number(DEFAULTS.beta1, label="beta1 (sgd: momentum)")
+                        beta1 = gr.Number(DEFAULTS.beta1, label=t("pretrain.beta1"))
                         beta2 = gr.Number(DEFAULTS.beta2, label="beta2")
-                        grad_clip = gr.Number(DEFAULTS.grad_clip, label="grad_clip (0 = off)")
+                        grad_clip = gr.Number(DEFAULTS.grad_clip, label=t("pretrain.grad_clip"))
                         seed = gr.Number(DEFAULTS.seed, label="seed", precision=0)
                     with gr.Row():
                         eval_interval = gr.Number(DEFAULTS.eval_interval, label="eval_interval", precision=0)
                         eval_iters = gr.Number(DEFAULTS.eval_iters, label="eval_iters", precision=0)
-                name = gr.Textbox("my-gpt", label="Model name (letters, digits, . _ -)", max_lines=1)
-                estimate_button = gr.Button("Count parameters and time a few steps")
+                name = gr.Textbox("my-gpt", label=t("pretrain.name"), max_lines=1)
+                estimate_button = gr.Button(t("pretrain.estimate"))
                 estimate_info = gr.Markdown()
                 with gr.Row():
-                    train_button = gr.Button("Train", variant="primary")
-                    stop_button = gr.Button("Stop", variant="stop")
-                    continue_button = gr.Button("Continue this run (to max_iters)")
-        gr.Markdown("### 3. Watch it learn")
-        status = gr.Markdown("Not training.")
+                    train_button = gr.Button(t("pretrain.train"), variant="primary")
+                    stop_button = gr.Button(t("lab.stop"), variant="stop")
+                    continue_button = gr.Button(t("pretrain.continue"))
+        gr.Markdown(t("pretrain.step_watch"))
+        status = gr.Markdown(t("pretrain.not_training"))
         with gr.Row():
-            loss_plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (cross-entropy, nats per token)")
-            lr_plot = gr.LinePlot(x="step", y="learning rate", color="series", label="Learning-rate schedule")
-        sample_box = gr.Textbox(label="Latest sample (generated at the last evaluation)", lines=6, interactive=False)
-        with gr.Accordion("Every sample, newest first", open=False):
+            loss_plot = gr.LinePlot(x="step", y="loss", color="series", label=t("pretrain.loss_plot"))
+            lr_plot = gr.LinePlot(x="step", y="learning rate", color="series", label=t("pretrain.lr_plot"))
+        sample_box = gr.Textbox(label=t("pretrain.latest_sample"), lines=6, interactive=False)
+        with gr.Accordion(t("pretrain.every_sample"), open=False):
             samples = gr.Markdown()
         run_id = gr.State(None)
-        gr.Markdown("### 4. Compare runs")
+        gr.Markdown(t("pretrain.step_compare"))
         with gr.Row():
-            compare_runs = gr.CheckboxGroup([], label="Runs to overlay")
-            refresh = gr.Button("Refresh the list of runs", scale=0)
+            compare_runs = gr.CheckboxGroup([], label=t("pretrain.runs_to_overlay"))
+            refresh = gr.Button(t("pretrain.refresh_runs"), scale=0)
 
         # Drawn anew for each choice of runs: a chart keeps the legend of the first data it drew, so a run added
         # later would not show in an updated one.
@@ -334,20 +335,20 @@ def build(engine: Engine) -> gr.Blocks:
             cards = [c for c in runs(engine) if c.name in (selected or [])]
             if cards:
                 gr.LinePlot(compare_frame(cards), x="step", y="validation loss", color="run",
-                            label="Validation loss of each run")
+                            label=t("pretrain.val_loss_plot"))
             else:
-                gr.Markdown("*The validation curves of the runs ticked above are drawn here.*")
+                gr.Markdown(t("pretrain.no_runs_ticked"))
 
-        settings_table = gr.Dataframe(headers=SETTINGS_HEADERS, label="Runs and their settings", interactive=False)
+        settings_table = gr.Dataframe(headers=SETTINGS_HEADERS, label=t("pretrain.settings_table"), interactive=False)
         with gr.Row():
-            to_delete = gr.Dropdown([], label="Run to delete")
-            delete_button = gr.Button("Delete", variant="stop", scale=0)
+            to_delete = gr.Dropdown([], label=t("pretrain.run_to_delete"))
+            delete_button = gr.Button(t("pretrain.delete"), variant="stop", scale=0)
 
         # --- events ---------------------------------------------------------------------------------------------
         fields = [n_layer, n_head, n_embd, block_size, dropout, batch_size, max_iters, learning_rate, min_lr,
                   warmup_iters, lr_decay_iters, weight_decay, beta1, beta2, grad_clip, eval_interval, eval_iters,
                   optimizer, seed]
-        assert [c.label.split(" ")[0] for c in fields] == list(FIELDS)
+        assert [_english(c.label).split(" ")[0] for c in fields] == list(FIELDS)
         text_inputs = [source, corpus, upload, pasted, tokenizer, vocab_size]
         outputs = [status, loss_plot, lr_plot, sample_box, samples, run_id]
         private = dict(api_visibility="private")
