@@ -23,6 +23,7 @@ from engine.training import tables
 from engine.training.finetune import DEFAULT_BASE, DEFAULT_LEARNING_RATE, LLM, METHODS, base_choices, inspect_data
 
 from .common import model_work, user_errors
+from .i18n import t
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_TRAIN = ROOT / "assets" / "datasets" / "reviews-train.csv"
@@ -33,12 +34,6 @@ METHOD_CHOICES = [("Linear probe (base frozen, new head)", "probe"), ("Top N lay
 UPDATE_EVERY_S = 0.5  # at most two page updates a second while training
 LM_EXAMPLE = ("The sea was calm that morning, and the fishing boats went out before dawn. The old captain watched "
               "the sky and said the wind would turn by noon. ") * 12
-INTRO = """**Fine-tuning** adapts a pretrained model to a task: a new classification head on top of a pretrained
-encoder, trained on labelled examples, with more or less of the pretrained model adjusted too (a *linear probe*
-trains the head only; the *top N layers*; the *whole model*; or small *LoRA* adapters beside the attention weights).
-Every run is measured on held-out examples against two baselines — always guessing the most frequent label, and
-TF-IDF word features with logistic regression — so the gain is a number. The model is saved and appears in the
-**Sentiment** tab's model list (and `/classify`)."""
 BUNDLED_NOTE = """The bundled example was written for this project: 600 short reviews of films, restaurants,
 products, hotels and books **generated from templates** (negative, neutral, positive), tested on 75 reviews
 **written by hand** with other wording (`assets/datasets/`, see `assets/README.md`). Template data is easy to fit;
@@ -274,82 +269,79 @@ def build(engine: Engine) -> gr.Blocks:
     bases = [(n, n) for n in base_choices(engine)] + [("Instruct LLM (last hidden state)", LLM)]
     lm_bases = [s.name for s in engine.registry.for_task("text-generation") if s.family == "causal-lm"]
     with gr.Blocks() as tab:
-        gr.Markdown(INTRO)
-        with gr.Tab("Classifier"):
+        gr.Markdown(t("finetune.intro"))
+        with gr.Tab(t("finetune.tab_classifier")):
             with gr.Row():
                 with gr.Column():
-                    source = gr.Radio([BUNDLED, UPLOAD], value=BUNDLED, label="Data")
-                    upload = gr.File(label="Training table (CSV or TSV)", file_types=[".csv", ".tsv", ".txt"],
+                    source = gr.Radio([BUNDLED, UPLOAD], value=BUNDLED, label=t("finetune.data"))
+                    upload = gr.File(label=t("finetune.train_table"), file_types=[".csv", ".tsv", ".txt"],
                                      type="filepath", height=110)
-                    test_upload = gr.File(label="Test table (optional; otherwise a held-out split)",
+                    test_upload = gr.File(label=t("finetune.test_table"),
                                           file_types=[".csv", ".tsv", ".txt"], type="filepath", height=110)
                     with gr.Row():
-                        text_column = gr.Dropdown(["text"], value="text", label="Text column")
-                        label_column = gr.Dropdown(["label"], value="label", label="Label column")
-                    test_fraction = gr.Slider(0.1, 0.5, value=0.2, step=0.05, label="Held-out share (no test table)")
+                        text_column = gr.Dropdown(["text"], value="text", label=t("finetune.text_column"))
+                        label_column = gr.Dropdown(["label"], value="label", label=t("finetune.label_column"))
+                    test_fraction = gr.Slider(0.1, 0.5, value=0.2, step=0.05, label=t("finetune.held_out_share"))
                     data_report = gr.Markdown(check_data(BUNDLED, None, None, "text", "label", 0.2))
                 with gr.Column():
-                    base = gr.Dropdown(bases, value=DEFAULT_BASE, label="Base model")
+                    base = gr.Dropdown(bases, value=DEFAULT_BASE, label=t("lab.base_model"))
                     methods = gr.CheckboxGroup(METHOD_CHOICES, value=["full"],
-                                               label="What to adjust (several: compared on the same split)")
-                    top_layers = gr.Slider(1, 12, value=2, step=1, label="Top layers unfrozen (Top N layers)")
+                                               label=t("finetune.methods"))
+                    top_layers = gr.Slider(1, 12, value=2, step=1, label=t("finetune.top_layers"))
                     with gr.Row():
-                        optimizer = gr.Radio(["adamw", "sgd"], value="adamw", label="Optimizer")
-                        learning_rate = gr.Number(0, label="Learning rate (0: the method's default)",
+                        optimizer = gr.Radio(["adamw", "sgd"], value="adamw", label=t("finetune.optimizer"))
+                        learning_rate = gr.Number(0, label=t("finetune.learning_rate"),
                                                   info=", ".join(f"{m} {lr:g}"
                                                                  for m, lr in DEFAULT_LEARNING_RATE.items()))
                     with gr.Row():
-                        epochs = gr.Slider(1, 10, value=3, step=1, label="Epochs")
-                        batch_size = gr.Slider(2, 64, value=16, step=1, label="Batch size")
-                        max_length = gr.Slider(16, 512, value=128, step=16, label="Max length (tokens)")
+                        epochs = gr.Slider(1, 10, value=3, step=1, label=t("finetune.epochs"))
+                        batch_size = gr.Slider(2, 64, value=16, step=1, label=t("lab.batch_size"))
+                        max_length = gr.Slider(16, 512, value=128, step=16, label=t("finetune.max_length"))
                     with gr.Row():
-                        class_weights = gr.Checkbox(False, label="Class weights (inverse label frequency)")
-                        seed = gr.Number(0, precision=0, label="Seed")
-                    name = gr.Textbox("my-sentiment", label="Model name")
+                        class_weights = gr.Checkbox(False, label=t("finetune.class_weights"))
+                        seed = gr.Number(0, precision=0, label=t("finetune.seed"))
+                    name = gr.Textbox("my-sentiment", label=t("lab.model_name"))
                     with gr.Row():
-                        train_button = gr.Button("Fine-tune", variant="primary")
-                        stop_button = gr.Button("Stop")
+                        train_button = gr.Button(t("finetune.train"), variant="primary")
+                        stop_button = gr.Button(t("lab.stop"))
             status = gr.Markdown()
             with gr.Row():
                 loss_plot = gr.LinePlot(x="step", y="loss", color="method", title="Training loss per step",
-                                        label="Training loss")
-                epoch_table = gr.Dataframe(label="Held-out scores per epoch", interactive=False)
-            results = gr.Dataframe(label="Results on the held-out examples (fine-tuned models and baselines)",
+                                        label=t("lab.training_loss"))
+                epoch_table = gr.Dataframe(label=t("finetune.epoch_table"), interactive=False)
+            results = gr.Dataframe(label=t("finetune.results"),
                                    interactive=False, wrap=True)
             with gr.Row():
-                confusion = gr.Dataframe(label="Confusion matrix (rows: true label, columns: predicted)",
+                confusion = gr.Dataframe(label=t("finetune.confusion"),
                                          interactive=False)
-                per_label = gr.Dataframe(label="Per-label precision and recall", interactive=False)
-            mistakes = gr.Dataframe(label="Misclassified held-out examples, worst first", interactive=False,
+                per_label = gr.Dataframe(label=t("finetune.per_label"), interactive=False)
+            mistakes = gr.Dataframe(label=t("finetune.mistakes"), interactive=False,
                                     wrap=True)
-        with gr.Tab("Language model"):
-            gr.Markdown("**LoRA fine-tuning of a language model** on a text: small adapters beside the attention "
-                        "weights learn from random windows of the text; the perplexity on held-out text (its last "
-                        "10%) and a greedy sample from the same prompt are shown before and after. The adapters are "
-                        "merged into the model, which appears in the **Text generation** tab.")
+        with gr.Tab(t("finetune.tab_lm")):
+            gr.Markdown(t("finetune.lm_intro"))
             with gr.Row():
                 with gr.Column():
-                    lm_text = gr.Textbox(LM_EXAMPLE, lines=8, label="Text to fine-tune on",
+                    lm_text = gr.Textbox(LM_EXAMPLE, lines=8, label=t("finetune.lm_text"),
                                          max_length=engine.settings.max_chars)
-                    lm_upload = gr.File(label="…or a text file", file_types=[".txt", ".md"], type="filepath",
+                    lm_upload = gr.File(label=t("finetune.lm_upload"), file_types=[".txt", ".md"], type="filepath",
                                         height=90)
                     lm_base = gr.Dropdown(lm_bases, value=engine.registry.default("text-generation").name,
-                                          label="Base model")
+                                          label=t("lab.base_model"))
                     with gr.Row():
-                        lm_r = gr.Slider(1, 64, value=8, step=1, label="LoRA rank")
-                        lm_steps = gr.Slider(10, 500, value=100, step=10, label="Steps")
-                        lm_lr = gr.Number(1e-3, label="Learning rate")
+                        lm_r = gr.Slider(1, 64, value=8, step=1, label=t("finetune.lora_rank"))
+                        lm_steps = gr.Slider(10, 500, value=100, step=10, label=t("finetune.steps"))
+                        lm_lr = gr.Number(1e-3, label=t("lab.learning_rate"))
                     with gr.Row():
-                        lm_block = gr.Slider(16, 256, value=64, step=16, label="Block size (tokens)")
-                        lm_batch = gr.Slider(1, 16, value=2, step=1, label="Batch size")
-                    lm_prompt = gr.Textbox("The old captain", label="Prompt for the samples")
-                    lm_name = gr.Textbox("my-lora-lm", label="Model name")
-                    lm_button = gr.Button("Fine-tune the language model", variant="primary")
+                        lm_block = gr.Slider(16, 256, value=64, step=16, label=t("finetune.block_size"))
+                        lm_batch = gr.Slider(1, 16, value=2, step=1, label=t("lab.batch_size"))
+                    lm_prompt = gr.Textbox("The old captain", label=t("finetune.lm_prompt"))
+                    lm_name = gr.Textbox("my-lora-lm", label=t("lab.model_name"))
+                    lm_button = gr.Button(t("finetune.lm_train"), variant="primary")
                 with gr.Column():
                     lm_status = gr.Markdown()
-                    lm_loss = gr.LinePlot(x="step", y="loss", title="Training loss", label="Training loss")
-                    lm_before = gr.Textbox(label="Sample before", lines=4, interactive=False)
-                    lm_after = gr.Textbox(label="Sample after", lines=4, interactive=False)
+                    lm_loss = gr.LinePlot(x="step", y="loss", title="Training loss", label=t("lab.training_loss"))
+                    lm_before = gr.Textbox(label=t("finetune.sample_before"), lines=4, interactive=False)
+                    lm_after = gr.Textbox(label=t("finetune.sample_after"), lines=4, interactive=False)
 
         data_inputs = [source, upload, test_upload, text_column, label_column, test_fraction]
         upload.change(on_upload, [source, upload], [text_column, label_column], api_visibility="private",
