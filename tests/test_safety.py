@@ -102,7 +102,10 @@ def test_files_not_uploaded_by_a_user_are_refused(app):
 # --- models --------------------------------------------------------------------------------------------------------
 def test_the_ui_offers_registered_models_only(app):
     config = json.loads(urllib.request.urlopen(f"{app.url}config", timeout=30).read())
-    names = {s.name for s in BUILTIN_MODELS} | {"auto", "llm"}  # "auto" and "llm" pick among registered models
+    # The registry as the app sees it: the built-in models and those trained on this machine (the same model cache),
+    # which are registered models too; "auto" and "llm" pick among registered models.
+    names = set(Engine(Settings.from_env()).registry.names()) | {"auto", "llm"}
+    assert {s.name for s in BUILTIN_MODELS} <= names
     model_dropdowns = [c["props"] for c in config["components"]
                        if c["type"] == "dropdown" and "model" in str(c["props"].get("label", "")).lower()]
     assert len(model_dropdowns) >= 5  # one per model tab, and the Engine tab's unload
