@@ -37,14 +37,10 @@ TABS = [
     ("Engine", "apps.engine_tab"),
 ]
 
-INTRO = """# LLM Lab
-See how language models work: a **generative** model (GPT-type) predicts the next token with a softmax over its
-vocabulary; **discriminative** models (BERT-type) read the whole text and classify it or point at an answer span;
-encoder-decoders translate; Whisper turns speech into text. Every tab runs on one shared engine."""
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="LLM Lab: text generation, translation, QA, sentiment and speech.")
+    p = argparse.ArgumentParser(description="LLM Lab: see how language models work, and make your own: generation, embeddings, "
+                                "pretraining, fine-tuning, attention, translation, QA, sentiment and speech.")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="address to bind (GRADIO_SERVER_NAME; default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
@@ -77,7 +73,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def build_app(engine: Engine) -> gr.Blocks:
     """The whole UI: an introduction and one tab per task, each built by its module from the shared engine."""
     with gr.Blocks(title="LLM Lab") as demo:
-        gr.Markdown(t("app.intro"))  # INTRO, in the visitor's language (apps/i18n.py)
+        gr.Markdown(t("app.intro"))  # the introduction, in the visitor's language (apps/i18n.py)
         built = {}
         with gr.Tabs() as tabs:
             for title, module in TABS:
