@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from ui import field, markdown_text, open_tab, press, screenshot
+from ui import field, markdown_text, open_tab, pick_model, press, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -53,9 +53,7 @@ def test_fine_tune_on_the_bundled_reviews_then_classify_with_it(page, cleanup):
     screenshot(page, "finetune")
 
     open_tab(page, "Sentiment")
-    picker = page.get_by_label("Model", exact=True).locator("visible=true").first
-    picker.click()  # opening the list reads the registry again: the new model is in it
-    page.get_by_role("option", name=NAME, exact=True).click()
+    pick_model(page, NAME)  # the model just trained is in the list
     field(page, "Text").first.fill("The staff were rude and the room was dirty. Never again.")
     press(page, "Classify")
     summary = markdown_text(page, rf"Model:\s*{NAME}")

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from ui import field, markdown_text, open_tab, press, screenshot, wait_for_text
+from ui import field, markdown_text, open_tab, pick_model, press, screenshot, wait_for_text
 
 pytestmark = pytest.mark.browser
 
@@ -58,9 +58,7 @@ def test_pretrain_a_tiny_gpt_from_the_page_then_generate_with_it(page, cleanup):
     screenshot(page, "pretrain")
 
     open_tab(page, "Text generation")
-    picker = page.get_by_label("Model", exact=True).locator("visible=true").first
-    picker.click()  # opening the list reads the registry again: the new model is in it
-    page.get_by_role("option", name=NAME, exact=True).click()
+    pick_model(page, NAME)  # the model just trained is in the list
     field(page, "Prompt").first.fill("ROMEO:")
     press(page, "Generate")
     output = wait_for_text(page, field(page, "Output").first)

@@ -21,6 +21,13 @@ def field(page, label: str):
     return page.locator("label").filter(has=info).locator("textarea, input").locator("visible=true")
 
 
+def pick_model(page, name: str) -> None:
+    """Choose ``name`` in the open tab's "Model" dropdown. Opening the list reads the registry again, so a model
+    trained a moment ago is in it."""
+    page.get_by_label("Model", exact=True).locator("visible=true").first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+
+
 def press(page, button: str) -> None:
     page.get_by_role("button", name=button, exact=True).locator("visible=true").click()
 
