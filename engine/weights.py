@@ -32,7 +32,8 @@ from .config import WEIGHTS, check_weights
 from .errors import InvalidOptionsError
 
 __all__ = ["WEIGHTS", "check_weights", "resolve_weights", "apply_weights", "bytes_per_token", "BF16Linear",
-           "Int8Linear", "Int4Linear", "quantize_int8", "quantize_int4"]
+           "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "apply_onednn", "quantize_int8",
+           "quantize_int4"]
 log = logging.getLogger(__name__)
 
 INT4_GROUP = 32  # weights per int4 scale and offset (llama.cpp's Q4 blocks hold 32 too)
@@ -138,7 +139,67 @@ class Int4Linear(_Packed):
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.weight, self.group, self.scales_and_zeros)
 
 
-_LAYERS = {"bf16": BF16Linear, "int8": Int8Linear, "int4": Int4Linear}
+class OneDNNLinear(torch.nn.Module):
+    """An fp32 Linear layer whose product is oneDNN's (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's
+    own compiler emits for CPU Linear layers) instead of MKL's: the same weights, in the same (out, in) layout.
+
+    For the few rows of a decoding step MKL runs these products on one thread; oneDNN splits them. SmolLM2-135M's 211
+    products of one step (AMD EPYC, 2 cores, AVX-512): 1 row 24.9 ms against 31.7 ms for MKL on the column-major
+    layout the engine used before, 8 rows 34.9 ms against 61.6 ms. The engine uses it for generation's fp32 weights
+    on the CPU when :func:`onednn_available`."""
+
+    def __init__(self, linear: torch.nn.Module) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach()
+        self.weight = torch.nn.Parameter(weight if weight.is_contiguous() else weight.contiguous(), requires_grad=False)
+        bias = getattr(linear, "bias", None)
+        self.bias = None if bias is None else torch.nn.Parameter(bias.detach(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features).contiguous(), self.weight, self.bias,
+                                               "none", [], "")
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+_onednn: bool | None = None
+
+
+def onednn_available() -> bool:
+    """Whether this torch has oneDNN's fp32 Linear kernel for this CPU and it agrees with ``F.linear`` (checked once
+    on a small product)."""
+    global _onednn
+    if _onednn is None:
+        try:
+            x, w, b = torch.randn(3, 40), torch.randn(24, 40), torch.randn(24)
+            y = torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+            _onednn = bool(torch.backends.mkldnn.is_available()) and torch.allclose(
+                y, torch.nn.functional.linear(x, w, b), atol=1e-4, rtol=1e-4)
+        except (AttributeError, RuntimeError, NotImplementedError):
+            _onednn = False
+        if not _onednn:
+            log.info("oneDNN fp32 Linear kernel unavailable: generation uses torch's default matmul")
+    return _onednn
+
+
+def apply_onednn(model: torch.nn.Module) -> int:
+    """Every fp32 CPU ``nn.Linear`` of ``model`` becomes a :class:`OneDNNLinear` on the same weight tensor (no copy
+    when it is contiguous; shared tensors, such as tied embeddings, stay shared). Returns how many were replaced."""
+    targets = [(name, module) for name, module in model.named_modules()
+               if type(module) is torch.nn.Linear and module.weight.dtype == torch.float32
+               and module.weight.device.type == "cpu" and name]
+    for name, linear in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, OneDNNLinear(linear))
+    return len(targets)
+
+
+_LAYERS = WEIGHT_LAYERS = {"bf16": BF16Linear, "int8": Int8Linear, "int4": Int4Linear}
 
 
 def apply_weights(model: torch.nn.Module, weights: str, *, skip: tuple[str, ...] = ()) -> int:

@@ -200,6 +200,37 @@ def test_tiny_greedy_is_the_models_argmax_at_each_step(tiny, tiny_causal_lm):
     assert_greedy_is_argmax(tiny, "tiny-llama", model, "Say hello.", chat=True, n=20)
 
 
+def test_tiny_llama_steps_go_through_the_engines_decoder_and_match_a_plain_forward_pass(tiny, tiny_causal_lm):
+    """Llama-type models take their one-token steps through engine.llama (fused q/k/v, a cache written in place):
+    left-padded rows, more steps than the cache buffer first holds (it grows), each step's logits within float32
+    rounding of one uncached forward pass of the plain model over the whole sequence."""
+    from transformers import DynamicCache
+
+    from engine.llama import ROOM
+
+    served = tiny.served("text-generation", "tiny-llama")
+    assert served.decoder is not None
+    assert tiny.served("text-generation", "tiny-gpt2").decoder is None  # GPT-2 keeps transformers' own steps
+    model, tokenizer = reference(tiny_causal_lm)
+    prompts = [tokenizer.encode("Hello"), tokenizer.encode("The quick brown fox jumps over the lazy dog and")]
+    steps = ROOM + 10
+    rng = torch.Generator().manual_seed(0)
+    fed = torch.randint(0, model.config.vocab_size, (2, steps), generator=rng)
+    with torch.inference_mode():
+        cache = DynamicCache(config=served.model.config)
+        _, mask, positions = served._prefill(prompts, cache)
+        for t in range(steps):
+            mask = torch.cat([mask, mask.new_ones((2, 1))], dim=1)
+            positions = positions + 1
+            logits = served._forward(fed[:, t:t + 1], mask, positions[:, None], cache, step=True)
+            if t % 9 and t != steps - 1:
+                continue
+            for row, prompt in enumerate(prompts):
+                expected = full_logits(model, prompt + fed[row, :t + 1].tolist())[-1]
+                diff = logit_diff(model, expected[None], len(prompt) + t + 1)
+                assert float((logits[row] - expected).abs().max()) <= diff, (t, row)
+
+
 def test_tiny_gpt2_without_pad_token_generates(tiny, tiny_gpt2):
     model, _ = reference(tiny_gpt2)
     assert_greedy_is_argmax(tiny, "tiny-gpt2", model, "The weather is", chat=False, n=12)

@@ -36,10 +36,12 @@ import torch
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
-from ..weights import apply_weights, bytes_per_token, resolve_weights
+from ..llama import LlamaDecoder, unsupported as llama_unsupported
+from ..weights import (WEIGHT_LAYERS, OneDNNLinear, apply_onednn, apply_weights, bytes_per_token, onednn_available,
+                       resolve_weights)
 from ..worker import More, Request
 from .attention import token_text as token_label
-from .common import check_text, column_major_weights
+from .common import check_text
 from .sampling import apply_repetition_penalty, entropy_bits, reshaped_distribution, sample_next_token
 
 if TYPE_CHECKING:
@@ -318,11 +320,19 @@ class CausalLM:
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
         # reduced-precision Linear weights (engine.weights); bf16 on a model already in bf16 changes nothing
         self.weights = weights if weights in ("int8", "int4") or dtype == torch.float32 else "fp32"
+        # one-token steps of Llama-type models skip transformers' per-layer machinery (engine.llama); built before
+        # the Linear layers are converted, so that its fused q/k/v and gate/up layers are converted the same way
+        self.decoder = LlamaDecoder(self.model) if llama_unsupported(self.model) is None else None
+        convert = None
         if self.weights != "fp32":
             apply_weights(self.model, self.weights)
-        elif device == "cpu" and dtype == torch.float32:  # 2.9x -> 3.7x on bench/generation.py
-            column_major_weights(self.model)
-        self.nbytes = module_nbytes(self.model)
+            convert = WEIGHT_LAYERS[self.weights]
+        elif device == "cpu" and dtype == torch.float32 and onednn_available():  # oneDNN's products (engine.weights)
+            apply_onednn(self.model)
+            convert = OneDNNLinear
+        if self.decoder is not None:
+            self.decoder.use_weights(self.model, convert)
+        self.nbytes = module_nbytes(self.model) + (self.decoder.extra_nbytes(self.model) if self.decoder else 0)
         self.bytes_per_token = bytes_per_token(self.model)  # what one batch-1 step reads (see engine.weights)
         config, gen = self.model.config, self.model.generation_config
         limits = [getattr(config, "max_position_embeddings", None), getattr(config, "n_positions", None),
@@ -407,8 +417,12 @@ class CausalLM:
         return rows
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 cache: Any) -> torch.Tensor:
-        """One forward pass on the device: input_ids (B, T) -> next-token logits (B, V) in float32."""
+                 cache: Any, step: bool = False) -> torch.Tensor:
+        """One forward pass on the device: input_ids (B, T) -> next-token logits (B, V) in float32. ``step``: one
+        new token per row after a prefill (what :class:`~engine.llama.LlamaDecoder` does when the model allows)."""
+        if step and self.decoder is not None:
+            padded = not bool(mask.all())
+            return self.decoder.step(input_ids[:, 0], positions[:, 0], mask if padded else None, cache)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=cache is not None, logits_to_keep=1)
         return out.logits[:, -1].float()
@@ -495,7 +509,7 @@ class CausalLM:
             seen.scatter_(1, next_ids, True)
             mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
             positions = positions + 1
-            logits = self._forward(next_ids, mask, positions[:, None], cache)
+            logits = self._forward(next_ids, mask, positions[:, None], cache, step=True)
 
     def _seen(self, prompts: list[Sequence[int]]) -> torch.Tensor:
         seen = torch.zeros((len(prompts), self.vocab_size), dtype=torch.bool)

@@ -1,0 +1,187 @@
+"""One decoding step of a Llama-type model (SmolLM2, Llama, Mistral-style GQA) in plain torch, for the engine's
+batched decoder.
+
+At batch 1 a decoding step reads every weight once, so its floor is the weights' bytes over the memory bandwidth;
+everything else is overhead. transformers' forward pass spends that overhead generously for one new token: separate
+q, k and v products (three small matrix-vector products where one would do), a key/value cache that concatenates
+its whole tensor at every step, the rotary table recomputed, the keys and values repeated for grouped-query
+attention, and some forty Python-level modules per layer. This module does the same arithmetic with fewer, larger
+operations, on the same weights:
+
+- q, k and v in one product, gate and up in another (the fused weights are the model's own: its q/k/v and gate/up
+  Linear layers become views into them at fp32, so nothing is stored twice);
+- the cache is transformers' own ``DynamicCache`` (prefill, joins and trims still go through it), whose tensors here
+  are views into buffers with room to grow, so a step writes one column instead of copying the cache;
+- the rotary cosines and sines are a table computed once by the model's own rotary module (exactly its values);
+- grouped-query attention without repeating keys: with one new token, the query heads that share a key/value head
+  are that head's queries, so ``q`` is viewed as (batch, kv heads, group, head_dim) and attends over the cache as is.
+
+It is used only for one-token steps of models whose configuration it can reproduce exactly (:func:`unsupported`
+says why not otherwise); prefill, the next-token lens and every other model go through transformers. The logits
+agree with transformers' to float32 rounding (tests/test_generation.py compares both, and greedy tokens are identical
+on the benchmark's prompts).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .weights import INT4_GROUP, Int4Linear
+
+__all__ = ["LlamaDecoder", "unsupported"]
+
+ROOM = 64  # cache columns added at a time when a buffer runs out (or its tensors were replaced by a join or a trim)
+
+
+def unsupported(model: Any) -> str | None:
+    """Why :class:`LlamaDecoder` cannot run ``model`` exactly, or None when it can."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) not in ("llama", "mistral"):
+        return "not a Llama-type model"
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "rotary_emb") or not hasattr(inner, "layers"):
+        return "an unfamiliar module layout"
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return "biases in attention or MLP"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act}"
+    if getattr(config, "sliding_window", None):
+        return "sliding-window attention"
+    rope = getattr(config, "rope_scaling", None) or getattr(config, "rope_parameters", None) or {}
+    if isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) == "dynamic":
+        return "dynamic rotary scaling (its table depends on the sequence length)"
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    if config.num_attention_heads * head_dim != config.hidden_size and head_dim is None:
+        return "an unusual head size"
+    if config.num_attention_heads % config.num_key_value_heads:
+        return "query heads not a multiple of key/value heads"
+    return None
+
+
+def _fuse(linears: list[torch.nn.Module]) -> torch.nn.Linear:
+    """One Linear whose output is the outputs of ``linears`` side by side. The originals become views into its
+    weight (rows of an (out, in) matrix), so the model's own layers and the fused one share one copy."""
+    weights = [lin.weight.detach() for lin in linears]
+    data = torch.cat(weights, dim=0).contiguous()
+    fused = torch.nn.Linear(data.shape[1], data.shape[0], bias=False, device=data.device, dtype=data.dtype)
+    fused.weight = torch.nn.Parameter(data, requires_grad=False)
+    start = 0
+    for lin, w in zip(linears, weights):
+        lin.weight = torch.nn.Parameter(data[start:start + w.shape[0]], requires_grad=False)
+        start += w.shape[0]
+    return fused
+
+
+class LlamaDecoder:
+    """The one-token step of a Llama-type ``model`` (see the module docstring). Build it on the model as loaded,
+    before its Linear layers are converted (:func:`engine.weights.apply_weights`, :func:`~engine.weights.apply_onednn`);
+    then call :meth:`use_weights` with the converted model so the step reads the same kind of layers."""
+
+    def __init__(self, model: Any) -> None:
+        config, inner = model.config, model.model
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.group = self.heads // self.kv_heads
+        self.scale = self.head_dim ** -0.5
+        self.eps = float(inner.norm.variance_epsilon)
+        self.embed = inner.embed_tokens.weight
+        self.norm = inner.norm.weight
+        self.model = model
+        self.layers: list[dict[str, Any]] = []
+        for layer in inner.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            self.layers.append({
+                "norm1": layer.input_layernorm.weight, "norm2": layer.post_attention_layernorm.weight,
+                "qkv": _fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
+                "gate_up": _fuse([mlp.gate_proj, mlp.up_proj]),
+                "o": attn.o_proj, "down": mlp.down_proj})
+        self.intermediate = self.layers[0]["down"].in_features
+        # the rotary table, by the model's own module: (positions, head_dim) cosines and sines
+        context = int(getattr(config, "max_position_embeddings", 2048))
+        probe = torch.zeros(1, dtype=self.embed.dtype, device=self.embed.device)
+        with torch.no_grad():
+            cos, sin = inner.rotary_emb(probe, torch.arange(context, device=self.embed.device)[None])
+        self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
+        self.lm_head: Callable[[torch.Tensor], torch.Tensor] = model.lm_head
+        self._buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+
+    def use_weights(self, model: Any, convert: Callable[[torch.nn.Linear], torch.nn.Module] | None) -> None:
+        """After ``model``'s Linear layers were converted (``convert``: the layer type they became, e.g.
+        :class:`~engine.weights.Int8Linear`, or None when they stayed as they were): the fused layers converted the
+        same way, the others (o, down, the output layer) taken from the converted model."""
+        with torch.no_grad():
+            for entry, layer in zip(self.layers, model.model.layers):
+                for name in ("qkv", "gate_up"):
+                    if convert is not None and not (convert is Int4Linear and entry[name].in_features % INT4_GROUP):
+                        entry[name] = convert(entry[name])
+                entry["o"], entry["down"] = layer.self_attn.o_proj, layer.mlp.down_proj
+        self.lm_head = model.lm_head
+
+    def extra_nbytes(self, model: Any) -> int:
+        """Bytes the fused layers hold that ``model`` does not share (nothing at fp32; the quantized copies of the
+        fused q/k/v and gate/up weights otherwise)."""
+        shared = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+        total = 0
+        for entry in self.layers:
+            for name in ("qkv", "gate_up"):
+                for t in [*entry[name].parameters(), *entry[name].buffers()]:
+                    if t.untyped_storage().data_ptr() not in shared:
+                        total += t.numel() * t.element_size()
+        return total
+
+    def _column(self, index: int, layer: Any, batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's key and value buffers with room for column ``length``, the cache's tensors made views into
+        them (copied over when a join, a trim or a row leaving replaced them)."""
+        keys, values = layer.keys, layer.values
+        buffers = self._buffers[index]
+        if buffers is not None:
+            kb, vb = buffers
+            if (kb.shape[0] == batch and kb.shape[2] > length and keys.data_ptr() == kb.data_ptr()
+                    and values.data_ptr() == vb.data_ptr() and keys.stride() == kb.stride()):
+                return kb, vb
+        room = length + max(ROOM, length // 2)
+        kb = keys.new_empty((batch, keys.shape[1], room, keys.shape[3]))
+        vb = values.new_empty((batch, values.shape[1], room, values.shape[3]))
+        kb[:, :, :length].copy_(keys)
+        vb[:, :, :length].copy_(values)
+        self._buffers[index] = (kb, vb)
+        return kb, vb
+
+    def step(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, cache: Any) -> torch.Tensor:
+        """One new token per row: ``ids`` (B,), ``positions`` (B,) their positions, ``mask`` (B, L + 1) with the new
+        column (None when no row has padding), ``cache`` the DynamicCache of the L tokens before. Writes this token's
+        keys and values into the cache; returns the next-token logits (B, V) in float32."""
+        batch, (heads, kv, d, group) = ids.shape[0], (self.heads, self.kv_heads, self.head_dim, self.group)
+        half, inter = d // 2, self.intermediate
+        cos = self.cos[positions][:, None, :]  # (B, 1, D): the same for every head
+        sin = self.sin[positions][:, None, :]
+        bias = None  # padding columns get -inf before the softmax (a row's own new column is never padding)
+        if mask is not None:
+            bias = torch.zeros(mask.shape, dtype=self.cos.dtype, device=mask.device)
+            bias = bias.masked_fill_(mask == 0, float("-inf"))[:, None, None, :]
+        h = F.embedding(ids, self.embed)  # (B, hidden), the residual stream
+        for index, (e, layer) in enumerate(zip(self.layers, cache.layers)):
+            qkv = e["qkv"](self._rms_norm(h, e["norm1"])).view(batch, heads + 2 * kv, d)
+            qk = qkv[:, :heads + kv]  # rotary position on the queries and keys together
+            qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
+            length = layer.keys.shape[2]
+            kb, vb = self._column(index, layer, batch, length)
+            kb[:, :, length].copy_(qk[:, heads:])
+            vb[:, :, length].copy_(qkv[:, heads + kv:])
+            layer.keys, layer.values = keys, values = kb[:, :, :length + 1], vb[:, :, :length + 1]
+            q = qk[:, :heads].reshape(batch, kv, group, d)  # the query heads of each key/value head, side by side
+            scores = torch.matmul(q, keys.transpose(2, 3)).mul_(self.scale)  # (B, kv, group, L + 1)
+            if bias is not None:
+                scores.add_(bias)
+            a = torch.matmul(torch.softmax(scores, dim=-1), values)
+            h = h + e["o"](a.reshape(batch, heads * d))
+            gate_up = e["gate_up"](self._rms_norm(h, e["norm2"]))
+            h = h + e["down"](F.silu(gate_up[:, :inter]) * gate_up[:, inter:])
+        return self.lm_head(self._rms_norm(h, self.norm)).float()
+
+    def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """transformers' LlamaRMSNorm: the same operations in the same order (torch's fused rms_norm took 25 us a
+        call on the CPU here, these four 7)."""
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
