@@ -2,7 +2,8 @@
 sentence-transformers' ``SentenceTransformer(folder).encode(texts)`` with its defaults (batch 32, length-sorted by
 characters). Engine: ``engine.embed(texts)`` in its default configuration (length-sorted by tokens, batch 64).
 Agreement: the largest difference of any vector component, at most 1e-5 on the fp32 path (which also checks the
-pooling, the truncation at 256 tokens and the normalisation). After the timed rounds the engine side also reports a
+pooling, the truncation at 256 tokens and the normalisation); where the engine runs reduced precision (bf16 on a CPU
+with bf16 units, engine.device), every vector's cosine similarity with the fp32 one at least 0.99, as the issue asks. After the timed rounds the engine side also reports a
 search over the 10,000 encoded sentences (the corpus cached, as a second search finds it: query encoding, scores and
 top 10) and, given a benchmark file, the STS Spearman correlation:
 
@@ -32,6 +33,7 @@ import inputs
 
 PUBLISHED_STS_SPEARMAN = 82.03  # all-MiniLM-L6-v2, STSBenchmark test, cosine Spearman x 100 (MTEB results)
 SEARCH_QUERIES = 21
+COSINE = 0.99  # the issue: reduced precision keeps every vector's cosine with fp32 at least this
 
 
 def _own_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -180,9 +182,14 @@ def compare(base: list, eng: list, config: dict) -> common.Agreement:
         Path(p).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         Path(base[0]).parent.rmdir()
-    ok = b.shape == e.shape and diff <= 1e-5
-    return common.Agreement(diff, f"{len(b)}/{len(e)} vectors identical to 1e-5 (max |Δ| {diff:.1e}, lowest cosine "
-                                  f"{cos:.7f})" if ok else f"vectors differ: max |Δ| {diff:.1e}", ok)
+    if b.shape != e.shape:
+        return common.Agreement(diff, f"vectors differ in shape: {b.shape} vs {e.shape}", False)
+    if diff <= 1e-5:
+        return common.Agreement(diff, f"{len(b)}/{len(e)} vectors identical to 1e-5 (max |Δ| {diff:.1e}, lowest "
+                                      f"cosine {cos:.7f})", True)
+    low = int((b.astype(np.float64) * e.astype(np.float64)).sum(1).__lt__(COSINE).sum())
+    return common.Agreement(diff, f"reduced precision: lowest cosine with fp32 {cos:.5f} ({low} of {len(b)} vectors "
+                                  f"below {COSINE}; max |Δ| {diff:.1e})", cos >= COSINE)
 
 
 def report(reports: dict, config: dict) -> list[str]:

@@ -50,7 +50,9 @@ def _engine_setup(engine: "Engine", specs: Sequence[ModelSpec]) -> str:
     builtin = {s.name: dataclasses.replace(s, default=False) for s in BUILTIN_MODELS}
     extra = [s for s in specs if builtin.get(s.name) != dataclasses.replace(s, default=False)]
     lines = [f"from engine import Engine, {'ModelSpec, Registry, ' if extra else ''}Settings", ""]
-    settings = f"Settings(device={engine.policy.device!r}, dtype={engine.policy.dtype_name!r})"
+    settings = f"Settings(device={engine.policy.device!r}, dtype={engine.policy.dtype_name!r}" + (
+        f", encoder_dtype={engine.policy.encoder_dtype_name!r})" if engine.policy.encoder_dtype != engine.policy.dtype
+        else ")")
     if extra:
         lines.append("registry = Registry()")
         for spec in extra:
@@ -79,8 +81,11 @@ def _weights(engine: "Engine", spec: ModelSpec) -> tuple[str, str | None, str]:
     return path, None, f"{spec.name}: the files in {path}"
 
 
-def _device_lines(engine: "Engine") -> str:
-    return f"DEVICE, DTYPE = {engine.policy.device!r}, torch.{engine.policy.dtype_name}"
+def _device_lines(engine: "Engine", encoder: bool = False) -> str:
+    """The device and dtype the engine ran the model with (``encoder``: a sentiment classifier or sentence encoder,
+    whose dtype may differ: engine.device)."""
+    dtype = engine.policy.encoder_dtype_name if encoder else engine.policy.dtype_name
+    return f"DEVICE, DTYPE = {engine.policy.device!r}, torch.{dtype}"
 
 
 def _revision(revision: str | None) -> str:
@@ -179,7 +184,7 @@ def classification_code(engine: "Engine", result: "Classification | Explanation"
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         MODEL = {model!r}
-        {_device_lines(engine)}
+        {_device_lines(engine, encoder=True)}
         tokenizer = AutoTokenizer.from_pretrained(MODEL{_revision(revision)})
         model = AutoModelForSequenceClassification.from_pretrained(MODEL{_revision(revision)}, dtype=DTYPE)
         model = model.to(DEVICE).eval()

@@ -46,6 +46,9 @@ class Settings:
 
     device: str = "auto"  # LLM_LAB_DEVICE: auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # LLM_LAB_DTYPE: auto | float32 | bfloat16 | float16
+    # LLM_LAB_ENCODER_DTYPE: the sentiment classifiers' and sentence encoders' dtype: auto (= dtype, except bf16 on
+    # a CPU with bf16 dot-product units when dtype is auto: see engine.device) | float32 | bfloat16 | float16
+    encoder_dtype: str = "auto"
     weights: str = "auto"  # LLM_LAB_WEIGHTS: text generation's Linear weights: auto | fp32 | bf16 | int8 | int4
     threads: int | None = None  # LLM_LAB_THREADS: torch CPU threads (default: torch's choice)
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)  # LLM_LAB_CACHE
@@ -75,6 +78,7 @@ class Settings:
         values: dict = {}
         for key, field, cast in (
             ("LLM_LAB_DEVICE", "device", str), ("LLM_LAB_DTYPE", "dtype", str), ("LLM_LAB_THREADS", "threads", int),
+            ("LLM_LAB_ENCODER_DTYPE", "encoder_dtype", str),
             ("LLM_LAB_WEIGHTS", "weights", str),
             ("LLM_LAB_MODELS", "models_file", str), ("LLM_LAB_MAX_BATCH", "max_batch", int),
             ("LLM_LAB_QUEUE_SIZE", "queue_size", int), ("LLM_LAB_CONCURRENCY", "concurrency", int),

@@ -77,7 +77,8 @@ class Engine:
     def __init__(self, settings: Settings | None = None, registry: Registry | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.registry = registry or Registry.with_overrides(self.settings.models_file)
-        self.policy: DevicePolicy = choose_device(self.settings.device, self.settings.dtype, self.settings.threads)
+        self.policy: DevicePolicy = choose_device(self.settings.device, self.settings.dtype, self.settings.threads,
+                                                    self.settings.encoder_dtype)
         self.models = ModelCache(self._load, self.settings.memory_budget_bytes, max_batch=self.settings.max_batch,
                                  queue_size=self.settings.queue_size)
         self._requests: "weakref.WeakValueDictionary[int, Request]" = weakref.WeakValueDictionary()
@@ -170,7 +171,9 @@ class Engine:
 
     def status(self) -> EngineStatus:
         p = self.policy
-        return EngineStatus(p.device, p.dtype_name, p.reason, p.threads, cpu_has_amx(), self.settings.offline,
+        reason = p.reason if p.encoder_dtype == p.dtype else \
+            f"{p.reason}; sentiment and embedding encoders in {p.encoder_dtype_name}: {p.encoder_reason}"
+        return EngineStatus(p.device, p.dtype_name, reason, p.threads, cpu_has_amx(), self.settings.offline,
                             self.settings.memory_budget_bytes, tuple(self.models.info()))
 
     # --- one method per task (each documented in its module) -------------------------------------------------

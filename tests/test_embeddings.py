@@ -274,6 +274,38 @@ def test_minilm_vectors_match_the_stored_reference(minilm):
     assert sims[0, 1] > 0.5 > sims[0, 2]  # the guitar sentences are close; the stock market is not
 
 
+def test_bf16_encoder_keeps_every_vector_within_the_issues_cosine(minilm, tmp_path_factory):
+    """Reduced precision judged on real weights: the packaged MiniLM in bf16 (what ``encoder_dtype`` auto picks on a
+    CPU with bf16 units) against fp32, on sentences of every length the bench uses: every cosine at least 0.99."""
+    import csv
+    from pathlib import Path
+
+    from conftest import MODELS_CACHE
+    from engine.device import choose_device, cpu_bf16_units
+
+    reviews = Path(__file__).resolve().parents[1] / "assets" / "datasets" / "reviews-test.csv"
+    with open(reviews, newline="", encoding="utf-8") as f:
+        texts = list(REFERENCE_SENTENCES) + [row["text"] for row in csv.DictReader(f)]
+    fp32 = minilm.embed(texts).vectors.astype(np.float64)
+    engine = Engine(Settings(cache_dir=MODELS_CACHE, offline=True, device="cpu", dtype="float32",
+                             encoder_dtype="bfloat16"))
+    try:
+        assert engine.policy.encoder_dtype == torch.bfloat16 and engine.policy.dtype == torch.float32
+        bf16 = engine.embed(texts).vectors.astype(np.float64)
+    finally:
+        engine.close()
+    cosines = (fp32 * bf16).sum(1)
+    assert cosines.min() >= 0.99, cosines.min()
+    assert np.abs(fp32 - bf16).max() > 1e-6  # it did run in bf16
+    # the policy: auto follows an explicit dtype, and picks bf16 only on a CPU with bf16 units
+    assert choose_device("cpu", "float32").encoder_dtype == torch.float32
+    auto = choose_device("cpu", "auto")
+    assert auto.encoder_dtype == (torch.bfloat16 if cpu_bf16_units() else torch.float32)
+    assert choose_device("cpu", "auto", encoder_dtype="float32").encoder_dtype == torch.float32
+    with pytest.raises(InvalidOptionsError, match="encoder_dtype"):
+        choose_device("cpu", "auto", encoder_dtype="int3")
+
+
 def test_a_texts_vector_does_not_depend_on_its_batch(minilm):
     alone = minilm.embed("A man is playing a guitar.").vectors[0]
     together = minilm.embed(["x " * 200, "A man is playing a guitar.", "Hi"] * 30).vectors[1]

@@ -31,6 +31,7 @@ import torch
 from ..cache import module_nbytes
 from ..errors import InputTooLargeError, InvalidInputError, InvalidOptionsError, UnknownModelError
 from ..registry import ModelSpec
+from ..weights import apply_onednn, onednn_available
 from ..worker import Progress, Request
 from .common import check_text
 
@@ -155,6 +156,8 @@ class SentenceEncoder:
         self.spec, self.device, self.batch = spec, device, batch
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=dtype, use_safetensors=True).to(device).eval()
+        if device == "cpu" and dtype == torch.float32 and onednn_available():
+            apply_onednn(self.model)  # oneDNN's fp32 products (engine.weights.OneDNNLinear)
         self.nbytes = module_nbytes(self.model)
         max_len, self.pooling = _sentence_transformers_config(Path(folder))
         limits = [max_len, getattr(self.model.config, "max_position_embeddings", None),
@@ -211,7 +214,7 @@ class SentenceEncoder:
 
 
 def load(spec: ModelSpec, files: Path, engine: "Engine") -> SentenceEncoder:
-    return SentenceEncoder(spec, files, engine.policy.device, engine.policy.dtype)
+    return SentenceEncoder(spec, files, engine.policy.device, engine.policy.encoder_dtype)
 
 
 # --- the public API ---------------------------------------------------------------------------------------------------
