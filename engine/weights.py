@@ -186,11 +186,12 @@ def onednn_available() -> bool:
     return _onednn
 
 
-def apply_onednn(model: torch.nn.Module) -> int:
-    """Every fp32 CPU ``nn.Linear`` of ``model`` becomes a :class:`OneDNNLinear` on the same weight tensor (no copy
+def apply_onednn(model: torch.nn.Module, kinds: tuple[type, ...] = (torch.nn.Linear,)) -> int:
+    """Every fp32 CPU Linear layer of ``model`` (of exactly one of ``kinds``: ``nn.Linear``, or a subclass that
+    computes the same, such as openai-whisper's) becomes a :class:`OneDNNLinear` on the same weight tensor (no copy
     when it is contiguous; shared tensors, such as tied embeddings, stay shared). Returns how many were replaced."""
     targets = [(name, module) for name, module in model.named_modules()
-               if type(module) is torch.nn.Linear and module.weight.dtype == torch.float32
+               if type(module) in kinds and module.weight.dtype == torch.float32
                and module.weight.device.type == "cpu" and name]
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")

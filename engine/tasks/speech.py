@@ -43,6 +43,7 @@ from ..audio import SAMPLE_RATE, Audio, AudioSource, is_silent, load_audio, spee
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidOptionsError, ModelLoadError
 from ..registry import ModelSpec
+from ..weights import apply_onednn, onednn_available
 from ..subtitles import Segment
 from ..worker import Progress, Request
 from .common import run_each
@@ -214,6 +215,8 @@ class WhisperModel:
         self.model: "whisper.Whisper" = whisper.load_model(str(checkpoint), device=device).eval()
         # openai-whisper runs in fp16 on a GPU (its layers cast weights to the input's dtype); on the CPU fp32.
         self.fp16 = not device.startswith("cpu") and dtype != torch.float32
+        if device == "cpu" and onednn_available():  # oneDNN's fp32 products (engine.weights.OneDNNLinear)
+            apply_onednn(self.model, (torch.nn.Linear, whisper.model.Linear))
         self.english_only = not self.model.is_multilingual
         dims, item = self.model.dims, 2 if self.fp16 else 4
         # the decoder caches keys and values of the 1500 encoder frames in every layer, for every window
