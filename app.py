@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="port (GRADIO_SERVER_PORT; default 7860)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (LLM_LAB_DEVICE)")
     p.add_argument("--dtype", help="auto | float32 | bfloat16 | float16 (LLM_LAB_DTYPE)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="compile Llama-type models' decoding step with torch.compile at load (LLM_LAB_COMPILE)")
     p.add_argument("--encoder-dtype", help="the sentiment classifiers' and sentence encoders' dtype: auto | float32 | "
                                            "bfloat16 | float16 (LLM_LAB_ENCODER_DTYPE)")
     p.add_argument("--weights", help="text generation's weights: auto | fp32 | bf16 | int8 | int4 (LLM_LAB_WEIGHTS)")
@@ -68,7 +70,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         os.environ["HF_HUB_OFFLINE"] = "1"  # also for huggingface_hub and transformers themselves
     budget = int(args.memory_budget_gb * 2**30) if args.memory_budget_gb else None
     return Settings.from_env(device=args.device, dtype=args.dtype, encoder_dtype=args.encoder_dtype,
-                             weights=args.weights, threads=args.threads, models_file=args.models_file,
+                             weights=args.weights, compile=args.compile, threads=args.threads,
+                             models_file=args.models_file,
                              memory_budget_bytes=budget, concurrency=args.concurrency, queue_size=args.queue_size)
 
 

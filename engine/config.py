@@ -50,6 +50,9 @@ class Settings:
     # a CPU with bf16 dot-product units when dtype is auto: see engine.device) | float32 | bfloat16 | float16
     encoder_dtype: str = "auto"
     weights: str = "auto"  # LLM_LAB_WEIGHTS: text generation's Linear weights: auto | fp32 | bf16 | int8 | int4
+    # LLM_LAB_COMPILE: compile Llama-type models' decoding step with torch.compile when they load (engine.llama;
+    # tens of seconds the first time on a machine, then faster steps)
+    compile: bool = False
     threads: int | None = None  # LLM_LAB_THREADS: torch CPU threads (default: torch's choice)
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)  # LLM_LAB_CACHE
     offline: bool = False  # HF_HUB_OFFLINE: never contact the hub
@@ -97,5 +100,6 @@ class Settings:
             values["cache_dir"] = Path(env["LLM_LAB_CACHE"]).expanduser()
         values["offline"] = _truthy(env.get("HF_HUB_OFFLINE")) or _truthy(env.get("TRANSFORMERS_OFFLINE"))
         values["allow_custom_models"] = _truthy(env.get("LLM_LAB_ALLOW_CUSTOM_MODELS"))
+        values["compile"] = _truthy(env.get("LLM_LAB_COMPILE"))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

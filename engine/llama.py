@@ -106,6 +106,31 @@ class LlamaDecoder:
         self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
         self.lm_head: Callable[[torch.Tensor], torch.Tensor] = model.lm_head
         self._buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+        self._compiled: Callable[..., torch.Tensor] | None = None
+
+    def compile(self) -> float:
+        """Compile the whole step (all layers) into one graph with torch.compile (inductor: fused C++ kernels, no
+        per-operation Python), for batch 1 and for larger batches; returns the seconds it took. The first time on a
+        machine this takes tens of seconds (inductor's cache on disk makes later loads faster); afterwards every
+        step runs compiled. Shapes are dynamic (batch size, cache room), so joins and growth do not recompile."""
+        import time
+
+        start = time.perf_counter()
+        self._compiled = torch.compile(self._graph, dynamic=True, fullgraph=True)
+        from transformers import DynamicCache
+
+        config = self.model.config
+        with torch.inference_mode():
+            for batch in (1, 2):  # batch 1 is compiled apart (a size-1 dimension is specialised)
+                cache = DynamicCache(config=config)
+                ids = torch.zeros((batch, 2), dtype=torch.long, device=self.embed.device)
+                self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+                positions = torch.full((batch,), 2, device=self.embed.device)
+                for _ in range(2):
+                    self.step(ids[:, 0], positions, None, cache)
+                    positions = positions + 1
+        self._buffers = [None] * len(self.layers)
+        return time.perf_counter() - start
 
     def use_weights(self, model: Any, convert: Callable[[torch.nn.Linear], torch.nn.Module] | None) -> None:
         """After ``model``'s Linear layers were converted (``convert``: the layer type they became, e.g.
@@ -142,8 +167,9 @@ class LlamaDecoder:
                     and values.data_ptr() == vb.data_ptr() and keys.stride() == kb.stride()):
                 return kb, vb
         room = length + max(ROOM, length // 2)
-        kb = keys.new_empty((batch, keys.shape[1], room, keys.shape[3]))
-        vb = values.new_empty((batch, values.shape[1], room, values.shape[3]))
+        # zeros, not garbage: the compiled step reads the unused columns too (masked: 0 * a NaN would still be NaN)
+        kb = keys.new_zeros((batch, keys.shape[1], room, keys.shape[3]))
+        vb = values.new_zeros((batch, values.shape[1], room, values.shape[3]))
         kb[:, :, :length].copy_(keys)
         vb[:, :, :length].copy_(values)
         self._buffers[index] = (kb, vb)
@@ -153,6 +179,8 @@ class LlamaDecoder:
         """One new token per row: ``ids`` (B,), ``positions`` (B,) their positions, ``mask`` (B, L + 1) with the new
         column (None when no row has padding), ``cache`` the DynamicCache of the L tokens before. Writes this token's
         keys and values into the cache; returns the next-token logits (B, V) in float32."""
+        if self._compiled is not None:
+            return self._step_compiled(ids, positions, mask, cache)
         batch, (heads, kv, d, group) = ids.shape[0], (self.heads, self.kv_heads, self.head_dim, self.group)
         half, inter = d // 2, self.intermediate
         cos = self.cos[positions][:, None, :]  # (B, 1, D): the same for every head
@@ -185,3 +213,44 @@ class LlamaDecoder:
         """transformers' LlamaRMSNorm: the same operations in the same order (torch's fused rms_norm took 25 us a
         call on the CPU here, these four 7)."""
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+    def _step_compiled(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
+                       cache: Any) -> torch.Tensor:
+        """:meth:`step` through the compiled graph: it writes column ``length`` of every layer's buffers and attends
+        over the whole buffer, the columns past ``length`` and the padding masked out."""
+        batch, length = ids.shape[0], cache.layers[0].keys.shape[2]
+        buffers = [self._column(i, layer, batch, length) for i, layer in enumerate(cache.layers)]
+        room = buffers[0][0].shape[2]
+        bias = torch.full((batch, room), float("-inf"), dtype=self.cos.dtype, device=ids.device)
+        bias[:, :length + 1] = 0.0
+        if mask is not None:
+            bias[:, :length + 1].masked_fill_(mask == 0, float("-inf"))
+        column = torch.tensor([length], device=ids.device)
+        logits = self._compiled(ids, positions, bias[:, None, None, :], column, [b[0] for b in buffers],
+                                [b[1] for b in buffers])
+        for layer, (kb, vb) in zip(cache.layers, buffers):
+            layer.keys, layer.values = kb[:, :, :length + 1], vb[:, :, :length + 1]
+        return logits
+
+    def _graph(self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, column: torch.Tensor,
+               keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        """The step as one function of tensors (what :meth:`compile` compiles): the same arithmetic as
+        :meth:`step`, over whole buffers with ``bias`` (B, 1, 1, room) masking what a row must not see."""
+        batch, (heads, kv, d, group) = ids.shape[0], (self.heads, self.kv_heads, self.head_dim, self.group)
+        half, inter = d // 2, self.intermediate
+        cos = self.cos[positions][:, None, :]
+        sin = self.sin[positions][:, None, :]
+        h = F.embedding(ids, self.embed)
+        for e, kb, vb in zip(self.layers, keys, values):
+            qkv = e["qkv"](self._rms_norm(h, e["norm1"])).view(batch, heads + 2 * kv, d)
+            qk = qkv[:, :heads + kv]
+            qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
+            kb.index_copy_(2, column, qk[:, heads:, None])
+            vb.index_copy_(2, column, qkv[:, heads + kv:, None])
+            q = qk[:, :heads].reshape(batch, kv, group, d)
+            scores = torch.matmul(q, kb.transpose(2, 3)) * self.scale + bias
+            a = torch.matmul(torch.softmax(scores, dim=-1), vb)
+            h = h + e["o"](a.reshape(batch, heads * d))
+            gate_up = e["gate_up"](self._rms_norm(h, e["norm2"]))
+            h = h + e["down"](F.silu(gate_up[:, :inter]) * gate_up[:, inter:])
+        return self.lm_head(self._rms_norm(h, self.norm)).float()

@@ -231,6 +231,37 @@ def test_tiny_llama_steps_go_through_the_engines_decoder_and_match_a_plain_forwa
                 assert float((logits[row] - expected).abs().max()) <= diff, (t, row)
 
 
+def test_compiled_step_gives_the_eager_steps_logits(tiny, tiny_causal_lm):
+    """``Settings(compile=True)``: the step compiled by torch.compile (one graph over all layers, dynamic shapes)
+    gives the eager step's logits to float32 rounding, for left-padded rows and through the cache's growth."""
+    from transformers import DynamicCache
+
+    from engine.llama import ROOM
+    from engine.tasks.generation import CausalLM
+
+    spec = tiny.spec("text-generation", "tiny-llama")
+    eager = tiny.served("text-generation", "tiny-llama")
+    compiled = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, compile=True)
+    assert compiled.compile_seconds is not None and compiled.decoder._compiled is not None
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14]]
+    rng = torch.Generator().manual_seed(1)
+    fed = torch.randint(0, compiled.vocab_size, (2, ROOM + 8), generator=rng)
+    outputs = []
+    for served in (eager, compiled):
+        with torch.inference_mode():
+            cache = DynamicCache(config=served.model.config)
+            _, mask, positions = served._prefill(prompts, cache)
+            steps = []
+            for t in range(fed.shape[1]):
+                mask = torch.cat([mask, mask.new_ones((2, 1))], dim=1)
+                positions = positions + 1
+                steps.append(served._forward(fed[:, t:t + 1], mask, positions[:, None], cache, step=True))
+        outputs.append(torch.stack(steps))
+    model, _ = reference(tiny_causal_lm)
+    diff = logit_diff(model, outputs[0], len(prompts[0]) + fed.shape[1])
+    assert float((outputs[0] - outputs[1]).abs().max()) <= diff
+
+
 def test_tiny_gpt2_without_pad_token_generates(tiny, tiny_gpt2):
     model, _ = reference(tiny_gpt2)
     assert_greedy_is_argmax(tiny, "tiny-gpt2", model, "The weather is", chat=False, n=12)

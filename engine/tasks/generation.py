@@ -311,7 +311,7 @@ class CausalLM:
     """A causal language model and its tokenizer, serving generation and lens requests in batches."""
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype, max_batch: int = 16,
-                 weights: str = "fp32") -> None:
+                 weights: str = "fp32", compile: bool = False) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec, self.device, self.max_batch = spec, device, max_batch
@@ -332,6 +332,10 @@ class CausalLM:
             convert = OneDNNLinear
         if self.decoder is not None:
             self.decoder.use_weights(self.model, convert)
+        self.compile_seconds = None  # how long torch.compile took at load (settings.compile), None when not compiled
+        if compile and self.decoder is not None:
+            self.compile_seconds = self.decoder.compile()
+            log.info("%s: decoding step compiled in %.1f s", spec.name, self.compile_seconds)
         self.nbytes = module_nbytes(self.model) + (self.decoder.extra_nbytes(self.model) if self.decoder else 0)
         self.bytes_per_token = bytes_per_token(self.model)  # what one batch-1 step reads (see engine.weights)
         config, gen = self.model.config, self.model.generation_config
@@ -624,7 +628,7 @@ def _trim_padding(cache: Any, mask: torch.Tensor) -> torch.Tensor:
 def load(spec: ModelSpec, files: Path, engine: "Engine") -> CausalLM:
     device = engine.policy.device
     return CausalLM(spec, files, device, engine.policy.dtype, engine.settings.max_batch,
-                    resolve_weights(engine.settings.weights, device.split(":")[0]))
+                    resolve_weights(engine.settings.weights, device.split(":")[0]), engine.settings.compile)
 
 
 # --- the public API ---------------------------------------------------------------------------------------------------
