@@ -54,6 +54,8 @@ LLAMA_TYPES = {"fp32": "F32", "int8": "Q8_0", "int4": "Q4_1"}
 GGUF_DIR = common.ROOT / ".cache" / "bench" / "gguf"
 LLAMA_SLOTS = 8
 ENGINE_WEIGHTS = ("int8", "int4")  # the engine's batch 1 with these weights too (engine.weights), in its extra()
+# ... and each setting again with the step compiled (LLM_LAB_COMPILE: torch.compile at load; its time is reported)
+ENGINE_COMPILED = ("fp32", "int8", "int4")
 
 
 def gguf_path() -> str:
@@ -187,14 +189,18 @@ class EngineSide(common.Side):
             from engine import Engine
 
             self.engine.close()
-            for weights in ENGINE_WEIGHTS:
-                engine = Engine(common.engine_settings(self.args, weights=weights))
+            runs = [(w, False) for w in ENGINE_WEIGHTS] + [(w, True) for w in ENGINE_COMPILED]
+            for weights, compiled in runs:
+                engine = Engine(common.engine_settings(self.args, weights=weights, compile=compiled))
+                t0 = time.perf_counter()
                 served = engine.served("text-generation", self.config["model"])
+                load_s = time.perf_counter() - t0
                 engine.generate(BATCH1_PROMPT, model=self.config["model"], max_new_tokens=8,
                                 temperature=0)  # warm-up
                 rate, decode = self._batch1(engine)
-                out[f"batch1_{weights}"] = {"tokens_per_s": rate, "decode_tokens_per_s": decode,
-                                            "bytes_per_token": served.bytes_per_token}
+                out[f"batch1_{weights}{'+compile' if compiled else ''}"] = {
+                    "tokens_per_s": rate, "decode_tokens_per_s": decode, "bytes_per_token": served.bytes_per_token,
+                    "compile_s": served.compile_seconds, "load_s": load_s}
                 engine.close()
         return out
 
@@ -310,6 +316,8 @@ def batch1_rates(extra: dict) -> dict[str, dict]:
     rates = {"fp32": {"decode_tokens_per_s": extra["batch1_decode_tokens_per_s"], "bytes_per_token":
                       extra["weight_bytes"]}}
     rates.update({w: extra[f"batch1_{w}"] for w in ENGINE_WEIGHTS if f"batch1_{w}" in extra})
+    rates.update({f"{w}+compile": extra[f"batch1_{w}+compile"] for w in ENGINE_COMPILED
+                  if f"batch1_{w}+compile" in extra})
     return rates
 
 
@@ -322,10 +330,11 @@ def report(reports: dict, config: dict) -> list[str]:
     lines = []
     for weights, e in batch1_rates(extra).items():
         wb = bw / e["bytes_per_token"]
-        line = (f"batch 1, {weights} weights: engine {e['decode_tokens_per_s']:.1f} tokens/s decoding, "
+        compiled = f" (compiled at load in {e['compile_s']:.0f} s)" if e.get("compile_s") else ""
+        line = (f"batch 1, {weights} weights{compiled}: engine {e['decode_tokens_per_s']:.1f} tokens/s decoding, "
                 f"{e['bytes_per_token'] / 1e6:.0f} MB read per token -> bound {wb:.1f} tokens/s "
                 f"({e['decode_tokens_per_s'] / wb:.0%} of it)")
-        kind = LLAMA_TYPES[weights]
+        kind = LLAMA_TYPES[weights.removesuffix("+compile")]
         if kind in peer:
             p, pb = peer[kind]["decode_tokens_per_s"], bw / peer[kind]["bytes"]
             line += (f"; llama.cpp {kind} {p:.1f} tokens/s, {peer[kind]['bytes'] / 1e6:.0f} MB -> bound {pb:.1f} "
@@ -356,12 +365,14 @@ def rows(reports: dict, config: dict) -> list[dict]:
     eng, task = reports["engine"], BENCH.task
     bw = bandwidth(config)
     rates = batch1_rates(eng.extra)
-    fp32 = rates["fp32"]["decode_tokens_per_s"]
-    bound = bw / rates["fp32"]["bytes_per_token"]
-    out = [common.peer_row(task, f"bandwidth bound, batch 1 fp32 ({bw / 1e9:.1f} GB/s over "
-                                 f"{rates['fp32']['bytes_per_token'] / 1e6:.0f} MB per token)",
-                           (fp32, "tokens/s"), (bound, "tokens/s"), fp32 / bound, BOUND_TARGET,
-                           (None, "the fraction of the bound is the ratio"))]
+    out = []
+    for name in ("fp32", "fp32+compile"):
+        if name in rates:
+            rate, bytes_ = rates[name]["decode_tokens_per_s"], rates[name]["bytes_per_token"]
+            out.append(common.peer_row(task, f"bandwidth bound, batch 1 {name} ({bw / 1e9:.1f} GB/s over "
+                                             f"{bytes_ / 1e6:.0f} MB per token)",
+                                       (rate, "tokens/s"), (bw / bytes_, "tokens/s"), rate / (bw / bytes_),
+                                       BOUND_TARGET, (None, "the fraction of the bound is the ratio")))
     if "llama" not in reports or not reports["llama"].extra:
         return out
     ll = reports["llama"]
@@ -369,7 +380,7 @@ def rows(reports: dict, config: dict) -> list[dict]:
                                (eng.per_s, "tokens/s"), (ll.per_s, "tokens/s"), eng.per_s / ll.per_s, 1.0,
                                (None, "not compared: different weights (fp32 engine, Q4_1 GGUF)")))
     peer = ll.extra.get("batch1", {})
-    for weights, pairs in BATCH1_TARGETS.items():
+    for weights, pairs in [(w, p) for w0, p in BATCH1_TARGETS.items() for w in (w0, f"{w0}+compile")]:
         if weights not in rates:
             continue
         rate = rates[weights]["decode_tokens_per_s"]
