@@ -32,6 +32,7 @@ from .weights import INT4_GROUP, Int4Linear
 
 __all__ = ["LlamaDecoder", "unsupported"]
 
+RECOMPILE_LIMIT = 64  # compiled graphs of _graph kept in one process (models loaded with --compile, two each)
 ROOM = 64  # cache columns added at a time when a buffer runs out (or its tensors were replaced by a join or a trim)
 
 
@@ -112,11 +113,18 @@ class LlamaDecoder:
         """Compile the whole step (all layers) into one graph with torch.compile (inductor: fused C++ kernels, no
         per-operation Python), for batch 1 and for larger batches; returns the seconds it took. The first time on a
         machine this takes tens of seconds (inductor's cache on disk makes later loads faster); afterwards every
-        step runs compiled. Shapes are dynamic (batch size, cache room), so joins and growth do not recompile."""
+        step runs compiled. The batch size and the cache room are dynamic, so joins and growth do not recompile."""
         import time
 
+        import torch._dynamo.config
+
         start = time.perf_counter()
-        self._compiled = torch.compile(self._graph, dynamic=True, fullgraph=True)
+        # every decoder compiles the same function (one code object), guarded on its own weights: each loaded model
+        # adds entries (batch 1 and batch > 1), so the default limit of 8 runs out after a few models in one process
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        # static by default (the model's sizes stay constants); the batch and the cache's room are marked dynamic at
+        # each call, so joins and growth reuse the graph (batch 1 is compiled apart: a size-1 dimension is special)
+        self._compiled = torch.compile(self._graph, fullgraph=True)
         from transformers import DynamicCache
 
         config = self.model.config
@@ -226,7 +234,14 @@ class LlamaDecoder:
         if mask is not None:
             bias[:, :length + 1].masked_fill_(mask == 0, float("-inf"))
         column = torch.tensor([length], device=ids.device)
-        logits = self._compiled(ids, positions, bias[:, None, None, :], column, [b[0] for b in buffers],
+        # fresh copies: a view of another tensor (even of size 1) may carry a stride the graph would specialise on
+        ids, positions, bias = ids.clone(), positions.clone(), bias[:, None, None, :]
+        if batch > 1:  # (batch 1 has its own graph: a size-1 dimension is specialised)
+            for t in (ids, positions, bias, *(b for pair in buffers for b in pair)):
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+        for t in (bias, *(b for pair in buffers for b in pair)):
+            torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1 if t is bias else 2)  # the cache's room
+        logits = self._compiled(ids, positions, bias, column, [b[0] for b in buffers],
                                 [b[1] for b in buffers])
         for layer, (kb, vb) in zip(cache.layers, buffers):
             layer.keys, layer.values = kb[:, :, :length + 1], vb[:, :, :length + 1]
