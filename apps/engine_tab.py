@@ -15,7 +15,9 @@ def status_markdown(engine: Engine) -> str:
     s = engine.status()
     used = sum(m.nbytes for m in s.loaded)
     return (f"**Device:** `{s.device}` · **dtype:** `{s.dtype}` · **CPU threads:** {s.threads} · "
-            f"**Generation weights:** `{_weights(engine)}`  \n"
+            f"**Generation weights:** `{_weights(engine)}`"
+            f"{' (decoding step compiled)' if engine.settings.compile else ''} · "
+            f"**Encoders:** `{engine.policy.encoder_dtype_name}`  \n"
             f"**Why:** {s.reason}  \n"
             f"**AMX bf16 units:** {'yes' if s.amx else 'no'} · **Offline mode:** {'on' if s.offline else 'off'}  \n"
             f"**Memory:** {used / 2**20:,.0f} MB of a {s.budget_bytes / 2**30:,.1f} GB budget in "

@@ -235,7 +235,9 @@ class LlamaDecoder:
             bias[:, :length + 1].masked_fill_(mask == 0, float("-inf"))
         column = torch.tensor([length], device=ids.device)
         # fresh copies: a view of another tensor (even of size 1) may carry a stride the graph would specialise on
-        ids, positions, bias = ids.clone(), positions.clone(), bias[:, None, None, :]
+        fresh = torch.contiguous_format
+        ids, positions = ids.clone(memory_format=fresh), positions.clone(memory_format=fresh)
+        bias = bias[:, None, None, :]
         if batch > 1:  # (batch 1 has its own graph: a size-1 dimension is specialised)
             for t in (ids, positions, bias, *(b for pair in buffers for b in pair)):
                 torch._dynamo.maybe_mark_dynamic(t, 0)
