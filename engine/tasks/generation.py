@@ -334,8 +334,13 @@ class CausalLM:
             self.decoder.use_weights(self.model, convert)
         self.compile_seconds = None  # how long torch.compile took at load (settings.compile), None when not compiled
         if compile and self.decoder is not None:
-            self.compile_seconds = self.decoder.compile()
-            log.info("%s: decoding step compiled in %.1f s", spec.name, self.compile_seconds)
+            try:
+                self.compile_seconds = self.decoder.compile()
+                log.info("%s: decoding step compiled in %.1f s", spec.name, self.compile_seconds)
+            except Exception as e:  # no C++ compiler, an unsupported op...: the eager step still works
+                self.decoder._compiled = None
+                log.warning("%s: torch.compile failed (%s: %s); decoding with the eager step", spec.name,
+                            type(e).__name__, str(e)[:200])
         self.nbytes = module_nbytes(self.model) + (self.decoder.extra_nbytes(self.model) if self.decoder else 0)
         self.bytes_per_token = bytes_per_token(self.model)  # what one batch-1 step reads (see engine.weights)
         config, gen = self.model.config, self.model.generation_config
