@@ -9,7 +9,9 @@ Peer: llama.cpp's ``llama-server`` (built by scripts/setup-llama-server.sh into 
 never builds it, and leaves the peer out with a note when it is not there) on the packaged SmolLM2 GGUF itself
 (Q4_1), in its own process, with 8 parallel slots: the same 8 requests at once, and batch 1 (one request alone,
 decoding tokens/s from the server's own timings), each with the bytes it reads per token against the bandwidth.
-The engine's batch 1 is also measured with int8 weights (``LLM_LAB_WEIGHTS=int8``) and int4, beside it.
+The engine's batch 1 is also measured with int8 weights (``LLM_LAB_WEIGHTS=int8``) and int4, and with the step
+compiled (``LLM_LAB_COMPILE``) at fp32, int8 and int4, each beside llama.cpp's file of the same precision (F32 and
+Q8_0 made from the packaged Q4_1 by llama-quantize).
 
     .venv/bin/python bench/generation.py [--quick]
 """
