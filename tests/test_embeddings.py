@@ -280,14 +280,15 @@ def test_bf16_encoder_keeps_every_vector_within_the_issues_cosine(minilm, tmp_pa
     import csv
     from pathlib import Path
 
-    from conftest import MODELS_CACHE
     from engine.device import choose_device, cpu_bf16_units
 
-    reviews = Path(__file__).resolve().parents[1] / "assets" / "datasets" / "reviews-test.csv"
+    repo = Path(__file__).resolve().parents[1]
+    models_cache = repo / ".cache" / "test-models"  # the packaged conversion the offline_engine fixture made
+    reviews = repo / "assets" / "datasets" / "reviews-test.csv"
     with open(reviews, newline="", encoding="utf-8") as f:
         texts = list(REFERENCE_SENTENCES) + [row["text"] for row in csv.DictReader(f)]
     fp32 = minilm.embed(texts).vectors.astype(np.float64)
-    engine = Engine(Settings(cache_dir=MODELS_CACHE, offline=True, device="cpu", dtype="float32",
+    engine = Engine(Settings(cache_dir=models_cache, offline=True, device="cpu", dtype="float32",
                              encoder_dtype="bfloat16"))
     try:
         assert engine.policy.encoder_dtype == torch.bfloat16 and engine.policy.dtype == torch.float32
