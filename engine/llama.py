@@ -187,53 +187,34 @@ class LlamaDecoder:
         """One new token per row: ``ids`` (B,), ``positions`` (B,) their positions, ``mask`` (B, L + 1) with the new
         column (None when no row has padding), ``cache`` the DynamicCache of the L tokens before. Writes this token's
         keys and values into the cache; returns the next-token logits (B, V) in float32."""
+        batch, length = ids.shape[0], cache.layers[0].keys.shape[2]
+        buffers = [self._column(i, layer, batch, length) for i, layer in enumerate(cache.layers)]
+        column = torch.tensor([length], device=ids.device)
         if self._compiled is not None:
-            return self._step_compiled(ids, positions, mask, cache)
-        batch, (heads, kv, d, group) = ids.shape[0], (self.heads, self.kv_heads, self.head_dim, self.group)
-        half, inter = d // 2, self.intermediate
-        cos = self.cos[positions][:, None, :]  # (B, 1, D): the same for every head
-        sin = self.sin[positions][:, None, :]
-        bias = None  # padding columns get -inf before the softmax (a row's own new column is never padding)
-        if mask is not None:
-            bias = torch.zeros(mask.shape, dtype=self.cos.dtype, device=mask.device)
-            bias = bias.masked_fill_(mask == 0, float("-inf"))[:, None, None, :]
-        h = F.embedding(ids, self.embed)  # (B, hidden), the residual stream
-        for index, (e, layer) in enumerate(zip(self.layers, cache.layers)):
-            qkv = e["qkv"](self._rms_norm(h, e["norm1"])).view(batch, heads + 2 * kv, d)
-            qk = qkv[:, :heads + kv]  # rotary position on the queries and keys together
-            qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
-            length = layer.keys.shape[2]
-            kb, vb = self._column(index, layer, batch, length)
-            kb[:, :, length].copy_(qk[:, heads:])
-            vb[:, :, length].copy_(qkv[:, heads + kv:])
-            layer.keys, layer.values = keys, values = kb[:, :, :length + 1], vb[:, :, :length + 1]
-            q = qk[:, :heads].reshape(batch, kv, group, d)  # the query heads of each key/value head, side by side
-            scores = torch.matmul(q, keys.transpose(2, 3)).mul_(self.scale)  # (B, kv, group, L + 1)
-            if bias is not None:
-                scores.add_(bias)
-            a = torch.matmul(torch.softmax(scores, dim=-1), values)
-            h = h + e["o"](a.reshape(batch, heads * d))
-            gate_up = e["gate_up"](self._rms_norm(h, e["norm2"]))
-            h = h + e["down"](F.silu(gate_up[:, :inter]) * gate_up[:, inter:])
-        return self.lm_head(self._rms_norm(h, self.norm)).float()
+            logits = self._step_compiled(ids, positions, mask, length, column, buffers)
+        else:  # the columns written so far; padding columns get -inf (a row's own new column is never padding)
+            bias = None if mask is None else torch.zeros(mask.shape, dtype=self.cos.dtype, device=mask.device
+                                                          ).masked_fill_(mask == 0, float("-inf"))[:, None, None, :]
+            logits = self._graph(ids, positions, bias, column, [kb[:, :, :length + 1] for kb, _ in buffers],
+                                 [vb[:, :, :length + 1] for _, vb in buffers])
+        for layer, (kb, vb) in zip(cache.layers, buffers):
+            layer.keys, layer.values = kb[:, :, :length + 1], vb[:, :, :length + 1]
+        return logits
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """transformers' LlamaRMSNorm: the same operations in the same order (torch's fused rms_norm took 25 us a
         call on the CPU here, these four 7)."""
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
-    def _step_compiled(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
-                       cache: Any) -> torch.Tensor:
-        """:meth:`step` through the compiled graph: it writes column ``length`` of every layer's buffers and attends
-        over the whole buffer, the columns past ``length`` and the padding masked out."""
-        batch, length = ids.shape[0], cache.layers[0].keys.shape[2]
-        buffers = [self._column(i, layer, batch, length) for i, layer in enumerate(cache.layers)]
-        room = buffers[0][0].shape[2]
+    def _step_compiled(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, length: int,
+                       column: torch.Tensor, buffers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """:meth:`step` through the compiled graph: it attends over every layer's whole buffer, the columns past the
+        new one and the padding masked out, so that the graph's shapes change only when a buffer grows."""
+        batch, room = ids.shape[0], buffers[0][0].shape[2]
         bias = torch.full((batch, room), float("-inf"), dtype=self.cos.dtype, device=ids.device)
         bias[:, :length + 1] = 0.0
         if mask is not None:
             bias[:, :length + 1].masked_fill_(mask == 0, float("-inf"))
-        column = torch.tensor([length], device=ids.device)
         # fresh copies: a view of another tensor (even of size 1) may carry a stride the graph would specialise on
         fresh = torch.contiguous_format
         ids, positions = ids.clone(memory_format=fresh), positions.clone(memory_format=fresh)
@@ -243,29 +224,28 @@ class LlamaDecoder:
                 torch._dynamo.maybe_mark_dynamic(t, 0)
         for t in (bias, *(b for pair in buffers for b in pair)):
             torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1 if t is bias else 2)  # the cache's room
-        logits = self._compiled(ids, positions, bias, column, [b[0] for b in buffers],
-                                [b[1] for b in buffers])
-        for layer, (kb, vb) in zip(cache.layers, buffers):
-            layer.keys, layer.values = kb[:, :, :length + 1], vb[:, :, :length + 1]
-        return logits
+        return self._compiled(ids, positions, bias, column, [b[0] for b in buffers], [b[1] for b in buffers])
 
-    def _graph(self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, column: torch.Tensor,
+    def _graph(self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor | None, column: torch.Tensor,
                keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
-        """The step as one function of tensors (what :meth:`compile` compiles): the same arithmetic as
-        :meth:`step`, over whole buffers with ``bias`` (B, 1, 1, room) masking what a row must not see."""
+        """The step's arithmetic as one function of tensors (what :meth:`compile` compiles): writes this token's keys
+        and values at ``column`` of each layer's ``keys`` and ``values`` (B, kv, columns, D) and attends over all
+        their columns, ``bias`` (B, 1, 1, columns) or None masking what a row must not see."""
         batch, (heads, kv, d, group) = ids.shape[0], (self.heads, self.kv_heads, self.head_dim, self.group)
         half, inter = d // 2, self.intermediate
-        cos = self.cos[positions][:, None, :]
+        cos = self.cos[positions][:, None, :]  # (B, 1, D): the same for every head
         sin = self.sin[positions][:, None, :]
-        h = F.embedding(ids, self.embed)
+        h = F.embedding(ids, self.embed)  # (B, hidden), the residual stream
         for e, kb, vb in zip(self.layers, keys, values):
             qkv = e["qkv"](self._rms_norm(h, e["norm1"])).view(batch, heads + 2 * kv, d)
-            qk = qkv[:, :heads + kv]
+            qk = qkv[:, :heads + kv]  # rotary position on the queries and keys together
             qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
             kb.index_copy_(2, column, qk[:, heads:, None])
             vb.index_copy_(2, column, qkv[:, heads + kv:, None])
-            q = qk[:, :heads].reshape(batch, kv, group, d)
-            scores = torch.matmul(q, kb.transpose(2, 3)) * self.scale + bias
+            q = qk[:, :heads].reshape(batch, kv, group, d)  # the query heads of each key/value head, side by side
+            scores = torch.matmul(q, kb.transpose(2, 3)) * self.scale  # (B, kv, group, columns)
+            if bias is not None:
+                scores = scores + bias
             a = torch.matmul(torch.softmax(scores, dim=-1), vb)
             h = h + e["o"](a.reshape(batch, heads * d))
             gate_up = e["gate_up"](self._rms_norm(h, e["norm2"]))

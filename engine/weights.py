@@ -32,8 +32,8 @@ from .config import WEIGHTS, check_weights
 from .errors import InvalidOptionsError
 
 __all__ = ["WEIGHTS", "check_weights", "resolve_weights", "apply_weights", "bytes_per_token", "BF16Linear",
-           "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "apply_onednn", "quantize_int8",
-           "quantize_int4"]
+           "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "onednn_linear",
+           "apply_onednn", "quantize_int8", "quantize_int4"]
 log = logging.getLogger(__name__)
 
 INT4_GROUP = 32  # weights per int4 scale and offset (llama.cpp's Q4 blocks hold 32 too)
@@ -157,15 +157,19 @@ class OneDNNLinear(torch.nn.Module):
         self.bias = None if bias is None else torch.nn.Parameter(bias.detach(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():  # inductor lowers only its own prepacked form; it picks the kernel itself
-            return torch.nn.functional.linear(x, self.weight, self.bias)
-        shape = x.shape
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features).contiguous(), self.weight, self.bias,
-                                               "none", [], "")
-        return y.reshape(*shape[:-1], self.out_features)
+        return onednn_linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` (x of any leading shape, weight (out, in) fp32) by oneDNN's product; inside a
+    torch.compile graph ``F.linear`` itself (inductor lowers only its own prepacked form and picks the kernel)."""
+    if torch.compiler.is_compiling():
+        return torch.nn.functional.linear(x, weight, bias)
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "").reshape(*x.shape[:-1], -1)
 
 
 _onednn: bool | None = None
@@ -188,17 +192,24 @@ def onednn_available() -> bool:
     return _onednn
 
 
+def _replace(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
+    """Put ``module`` in place of ``model``'s submodule of qualified name ``name``."""
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
 def apply_onednn(model: torch.nn.Module, kinds: tuple[type, ...] = (torch.nn.Linear,)) -> int:
     """Every fp32 CPU Linear layer of ``model`` (of exactly one of ``kinds``: ``nn.Linear``, or a subclass that
     computes the same, such as openai-whisper's) becomes a :class:`OneDNNLinear` on the same weight tensor (no copy
-    when it is contiguous; shared tensors, such as tied embeddings, stay shared). Returns how many were replaced."""
+    when it is contiguous; shared tensors, such as tied embeddings, stay shared). Nothing changes where
+    :func:`onednn_available` is false, or for layers on a GPU or in another dtype. Returns how many were replaced."""
+    if not onednn_available():
+        return 0
     targets = [(name, module) for name, module in model.named_modules()
                if type(module) in kinds and module.weight.dtype == torch.float32
                and module.weight.device.type == "cpu" and name]
     for name, linear in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, OneDNNLinear(linear))
+        _replace(model, name, OneDNNLinear(linear))
     return len(targets)
 
 
@@ -219,9 +230,7 @@ def apply_weights(model: torch.nn.Module, weights: str, *, skip: tuple[str, ...]
         for name, linear in targets:
             if weights == "int4" and (linear.in_features % INT4_GROUP or name == "lm_head"):
                 continue
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, layer(linear))
+            _replace(model, name, layer(linear))
             replaced += 1
     if weights == "int4" and isinstance(getattr(model, "lm_head", None), torch.nn.Linear) and "lm_head" not in skip:
         with torch.no_grad():  # the output layer (every token's logit) in int8: int4 there cost most of the perplexity

@@ -31,7 +31,7 @@ import torch
 from ..cache import module_nbytes
 from ..errors import InputTooLargeError, InvalidInputError, InvalidOptionsError, UnknownModelError
 from ..registry import ModelSpec
-from ..weights import apply_onednn, onednn_available
+from ..weights import apply_onednn
 from ..worker import Progress, Request
 from .common import check_text
 
@@ -156,8 +156,7 @@ class SentenceEncoder:
         self.spec, self.device, self.batch = spec, device, batch
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=dtype, use_safetensors=True).to(device).eval()
-        if device == "cpu" and dtype == torch.float32 and onednn_available():
-            apply_onednn(self.model)  # oneDNN's fp32 products (engine.weights.OneDNNLinear)
+        apply_onednn(self.model)  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
         self.nbytes = module_nbytes(self.model)
         max_len, self.pooling = _sentence_transformers_config(Path(folder))
         limits = [max_len, getattr(self.model.config, "max_position_embeddings", None),

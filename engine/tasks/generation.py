@@ -37,7 +37,7 @@ from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
 from ..llama import LlamaDecoder, unsupported as llama_unsupported
-from ..weights import (WEIGHT_LAYERS, OneDNNLinear, apply_onednn, apply_weights, bytes_per_token, onednn_available,
+from ..weights import (WEIGHT_LAYERS, OneDNNLinear, apply_onednn, apply_weights, bytes_per_token,
                        resolve_weights)
 from ..worker import More, Request
 from .attention import token_text as token_label
@@ -327,8 +327,7 @@ class CausalLM:
         if self.weights != "fp32":
             apply_weights(self.model, self.weights)
             convert = WEIGHT_LAYERS[self.weights]
-        elif device == "cpu" and dtype == torch.float32 and onednn_available():  # oneDNN's products (engine.weights)
-            apply_onednn(self.model)
+        elif apply_onednn(self.model):  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
             convert = OneDNNLinear
         if self.decoder is not None:
             self.decoder.use_weights(self.model, convert)

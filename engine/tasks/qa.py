@@ -35,7 +35,7 @@ import torch
 from ..cache import module_nbytes
 from ..errors import CancelledError, InputTooLargeError, InvalidInputError, InvalidOptionsError, ModelUnavailableError
 from ..registry import ModelSpec
-from ..weights import apply_onednn, onednn_available
+from ..weights import apply_onednn
 from ..worker import Request
 from .common import check_text
 
@@ -147,8 +147,7 @@ class ExtractiveQA:
                                       "answering needs for character offsets.")
         self.model = AutoModelForQuestionAnswering.from_pretrained(folder, dtype=dtype, use_safetensors=None)
         self.model.to(device).eval()
-        if device == "cpu" and dtype == torch.float32 and onednn_available():
-            apply_onednn(self.model)  # oneDNN's fp32 products (engine.weights.OneDNNLinear)
+        apply_onednn(self.model)  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
         self.nbytes = module_nbytes(self.model)
         self.max_length = min(MAX_LENGTH, self.tokenizer.model_max_length)
         self.stride = min(STRIDE, self.max_length // 3)

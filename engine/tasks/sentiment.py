@@ -32,7 +32,7 @@ import torch
 from ..cache import module_nbytes
 from ..errors import CancelledError, InputTooLargeError, InvalidInputError, ModelUnavailableError
 from ..registry import ModelSpec
-from ..weights import apply_onednn, onednn_available
+from ..weights import apply_onednn
 from ..worker import Progress, Request
 from .common import check_text, length_sorted_batches
 
@@ -156,8 +156,7 @@ class SequenceClassifier:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype, use_safetensors=None)
         self.model.to(device).eval()
-        if device == "cpu" and dtype == torch.float32 and onednn_available():
-            apply_onednn(self.model)  # oneDNN's fp32 products (engine.weights.OneDNNLinear)
+        apply_onednn(self.model)  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
         self.nbytes = module_nbytes(self.model)
         self.max_length = min(MAX_LENGTH, self.tokenizer.model_max_length)
         config_labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]

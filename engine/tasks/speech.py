@@ -43,7 +43,7 @@ from ..audio import SAMPLE_RATE, Audio, AudioSource, is_silent, load_audio, spee
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidOptionsError, ModelLoadError
 from ..registry import ModelSpec
-from ..weights import apply_onednn, onednn_available
+from ..weights import apply_onednn, onednn_linear
 from ..subtitles import Segment
 from ..worker import Progress, Request
 from .common import run_each
@@ -220,8 +220,7 @@ def _onednn_vocabulary_projection(decoder: Any) -> None:
         weight = self.token_embedding.weight
         if x.dtype != torch.float32 or weight.dtype != torch.float32:
             return (x @ torch.transpose(weight.to(x.dtype), 0, 1)).float()
-        rows = x.reshape(-1, x.shape[-1]).contiguous()
-        return torch.ops.mkldnn._linear_pointwise(rows, weight, None, "none", [], "").reshape(*x.shape[:-1], -1)
+        return onednn_linear(x, weight)
 
     decoder.forward = types.MethodType(forward, decoder)
 
@@ -237,8 +236,7 @@ class WhisperModel:
         self.model: "whisper.Whisper" = whisper.load_model(str(checkpoint), device=device).eval()
         # openai-whisper runs in fp16 on a GPU (its layers cast weights to the input's dtype); on the CPU fp32.
         self.fp16 = not device.startswith("cpu") and dtype != torch.float32
-        if device == "cpu" and onednn_available():  # oneDNN's fp32 products (engine.weights.OneDNNLinear)
-            apply_onednn(self.model, (torch.nn.Linear, whisper.model.Linear))
+        if apply_onednn(self.model, (torch.nn.Linear, whisper.model.Linear)):  # fp32 on the CPU: oneDNN's products
             _onednn_vocabulary_projection(self.model.decoder)
         self.english_only = not self.model.is_multilingual
         dims, item = self.model.dims, 2 if self.fp16 else 4
