@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--encoder-dtype", help="the sentiment classifiers' and sentence encoders' dtype: auto | float32 | "
                                            "bfloat16 | float16 (LLM_LAB_ENCODER_DTYPE)")
     p.add_argument("--weights", help="text generation's weights: auto | fp32 | bf16 | int8 | int4 (LLM_LAB_WEIGHTS)")
+    p.add_argument("--speech-weights", help="whisper's decoder weights: auto | fp32 | int8 (LLM_LAB_SPEECH_WEIGHTS)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (LLM_LAB_THREADS)")
     p.add_argument("--models", dest="models_file", help="JSON/TOML file adding or overriding models (LLM_LAB_MODELS)")
     p.add_argument("--offline", action="store_true", default=None, help="never contact the hub (HF_HUB_OFFLINE=1)")
@@ -70,7 +71,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         os.environ["HF_HUB_OFFLINE"] = "1"  # also for huggingface_hub and transformers themselves
     budget = int(args.memory_budget_gb * 2**30) if args.memory_budget_gb else None
     return Settings.from_env(device=args.device, dtype=args.dtype, encoder_dtype=args.encoder_dtype,
-                             weights=args.weights, compile=args.compile, threads=args.threads,
+                             weights=args.weights, speech_weights=args.speech_weights, compile=args.compile, threads=args.threads,
                              models_file=args.models_file,
                              memory_budget_bytes=budget, concurrency=args.concurrency, queue_size=args.queue_size)
 

@@ -17,7 +17,7 @@ def status_markdown(engine: Engine) -> str:
     return (f"**Device:** `{s.device}` · **dtype:** `{s.dtype}` · **CPU threads:** {s.threads} · "
             f"**Generation weights:** `{_weights(engine)}`"
             f"{' (decoding step compiled)' if engine.settings.compile else ''} · "
-            f"**Encoders:** `{engine.policy.encoder_dtype_name}`  \n"
+            f"**Encoders:** `{engine.policy.encoder_dtype_name}` · **Whisper decoder:** {_speech_weights(engine)}  \n"
             f"**Why:** {s.reason}  \n"
             f"**AMX bf16 units:** {'yes' if s.amx else 'no'} · **Offline mode:** {'on' if s.offline else 'off'}  \n"
             f"**Memory:** {used / 2**20:,.0f} MB of a {s.budget_bytes / 2**30:,.1f} GB budget in "
@@ -35,6 +35,19 @@ def _weights(engine: Engine) -> str:
     except InvalidOptionsError as e:  # an explicit int8/int4 on a GPU: loading a model will say so; show it here too
         return f"{chosen} (not usable here: {e})"
     return resolved if chosen == resolved else f"{resolved} ({chosen})"
+
+
+def _speech_weights(engine: Engine) -> str:
+    """Whisper's decoder weights as they apply on this device, with the reason (engine.weights)."""
+    from engine.errors import InvalidOptionsError
+    from engine.weights import resolve_speech_weights
+
+    try:
+        resolved, why = resolve_speech_weights(engine.settings.speech_weights, engine.policy.device.split(":")[0],
+                                               engine.settings.dtype)
+    except InvalidOptionsError as e:
+        return f"`{engine.settings.speech_weights}` (not usable here: {e})"
+    return f"`{engine.policy.dtype_name if resolved == 'dtype' else resolved}` ({why})"
 
 
 def loaded_rows(engine: Engine) -> list[list]:

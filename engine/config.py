@@ -20,6 +20,7 @@ def _truthy(value: str | None) -> bool:
 
 
 WEIGHTS = ("auto", "fp32", "bf16", "int8", "int4")  # text generation's Linear weights (see engine.weights)
+SPEECH_WEIGHTS = ("auto", "fp32", "int8")  # whisper's decoder weights (see engine.weights.resolve_speech_weights)
 
 
 def check_weights(weights: str | None) -> str:
@@ -29,6 +30,16 @@ def check_weights(weights: str | None) -> str:
     name = {"float32": "fp32", "bfloat16": "bf16"}.get(name, name)
     if name not in WEIGHTS:
         raise InvalidOptionsError(f"Unknown weights setting {weights!r}; choose one of {', '.join(WEIGHTS)}.")
+    return name
+
+
+def check_speech_weights(weights: str | None) -> str:
+    """The speech weights setting, lower-cased (``float32`` accepted); an unknown one raises InvalidOptionsError."""
+    name = (weights or "auto").strip().lower()
+    name = {"float32": "fp32"}.get(name, name)
+    if name not in SPEECH_WEIGHTS:
+        raise InvalidOptionsError(f"Unknown speech weights setting {weights!r}; choose one of "
+                                  f"{', '.join(SPEECH_WEIGHTS)}.")
     return name
 
 
@@ -50,6 +61,9 @@ class Settings:
     # a CPU with bf16 dot-product units when dtype is auto: see engine.device) | float32 | bfloat16 | float16
     encoder_dtype: str = "auto"
     weights: str = "auto"  # LLM_LAB_WEIGHTS: text generation's Linear weights: auto | fp32 | bf16 | int8 | int4
+    # LLM_LAB_SPEECH_WEIGHTS: whisper's text decoder weights: auto (int8 on a CPU with bf16 units, else fp32) | fp32
+    # | int8 (CPU only)
+    speech_weights: str = "auto"
     # LLM_LAB_COMPILE: compile Llama-type models' decoding step with torch.compile when they load (engine.llama;
     # tens of seconds the first time on a machine, then faster steps)
     compile: bool = False
@@ -73,6 +87,7 @@ class Settings:
         if self.max_audio_seconds <= 0:
             raise InvalidOptionsError("Setting max_audio_seconds must be positive.")
         object.__setattr__(self, "weights", check_weights(self.weights))
+        object.__setattr__(self, "speech_weights", check_speech_weights(self.speech_weights))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -82,7 +97,7 @@ class Settings:
         for key, field, cast in (
             ("LLM_LAB_DEVICE", "device", str), ("LLM_LAB_DTYPE", "dtype", str), ("LLM_LAB_THREADS", "threads", int),
             ("LLM_LAB_ENCODER_DTYPE", "encoder_dtype", str),
-            ("LLM_LAB_WEIGHTS", "weights", str),
+            ("LLM_LAB_WEIGHTS", "weights", str), ("LLM_LAB_SPEECH_WEIGHTS", "speech_weights", str),
             ("LLM_LAB_MODELS", "models_file", str), ("LLM_LAB_MAX_BATCH", "max_batch", int),
             ("LLM_LAB_QUEUE_SIZE", "queue_size", int), ("LLM_LAB_CONCURRENCY", "concurrency", int),
             ("LLM_LAB_MAX_CHARS", "max_chars", int), ("LLM_LAB_MAX_AUDIO_SECONDS", "max_audio_seconds", float),

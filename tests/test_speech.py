@@ -316,6 +316,106 @@ def test_a_cancelled_request_stops(tiny: Engine):
         request.result()
 
 
+# --- the decoding step (engine/tasks/whisper_step.py) ------------------------------------------------------------------
+def _tiny_pair(path: Path, weights: str) -> tuple:
+    """Two copies of a tiny random Whisper: whisper's own, and one decoding through the engine's step (oneDNN fp32
+    products, or int8 weights)."""
+    import torch
+    import whisper
+
+    from engine.tasks import whisper_step
+    from engine.weights import apply_onednn
+
+    plain = whisper.load_model(str(path), device="cpu").eval()
+    fast = whisper.load_model(str(path), device="cpu").eval()
+    apply_onednn(fast, (torch.nn.Linear, whisper.model.Linear))
+    if weights == "int8":
+        whisper_step.quantize_decoder(fast.decoder)
+    whisper_step.install(fast.decoder)
+    return plain, fast
+
+
+@pytest.mark.parametrize("weights", ["fp32", "int8"])
+def test_the_decoding_step_gives_whispers_own_logits(tiny_whisper: Path, weights: str):
+    """Cached calls through the step (a first call of several tokens, single tokens, then several new tokens after
+    cached ones) against one uncached pass of whisper's own forward over the whole sequence, batch of two."""
+    import torch
+
+    plain, fast = _tiny_pair(tiny_whisper, weights)
+    generator = torch.Generator().manual_seed(0)
+    audio = torch.randn(2, 1500, 64, generator=generator)
+    tokens = torch.randint(0, 5000, (2, 12), generator=generator)
+    cache: dict = {}
+    with torch.inference_mode():
+        calls = [(0, 3), *[(i, i + 1) for i in range(3, 9)], (9, 12)]
+        got = torch.cat([fast.decoder(tokens[:, a:b], audio, kv_cache=cache) for a, b in calls], dim=1)
+        want = plain.decoder(tokens, audio)
+        uncached = fast.decoder(tokens, audio)  # the step's model without a cache: whisper's forward, same layers
+    scale = want.abs().max().item()
+    if weights == "fp32":  # the same arithmetic in another order: float32 rounding
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-4 * scale)
+    else:  # int8 weights and bf16 activations: close to fp32, and the same as the same layers without the step
+        assert (got - want).abs().max().item() < 0.05 * scale
+        assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
+        torch.testing.assert_close(got, uncached, rtol=0, atol=0.01 * scale)
+
+
+def test_whisper_decode_through_the_step_finds_the_same_tokens(tiny_whisper: Path):
+    """whisper.decode itself, greedy on two windows and beam search on one (it reorders the cache's rows; whisper's
+    own beam search takes one window at a time), with and without the step."""
+    import torch
+    import whisper
+
+    plain, fast = _tiny_pair(tiny_whisper, "fp32")
+    mel = torch.randn(2, 80, 3000, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        features = plain.embed_audio(mel)
+        for options, audio in ((whisper.DecodingOptions(language="en", fp16=False, sample_len=16), features),
+                               (whisper.DecodingOptions(language="en", fp16=False, sample_len=16, beam_size=2),
+                                features[:1])):
+            want, got = whisper.decode(plain, audio, options), whisper.decode(fast, audio, options)
+            assert [r.tokens for r in got] == [r.tokens for r in want], options
+            assert [round(r.avg_logprob, 3) for r in got] == [round(r.avg_logprob, 3) for r in want]
+
+
+def test_beam_search_reordering_moves_the_steps_cache_rows(tiny_whisper: Path):
+    """whisper's rearrange_kv_cache (``cache[m] = cache[m][rows]`` for each self-attention key/value module) on the
+    step's cache: the next step continues each row from the history it was given."""
+    import torch
+
+    plain, fast = _tiny_pair(tiny_whisper, "fp32")
+    generator = torch.Generator().manual_seed(2)
+    audio = torch.randn(1, 1500, 64, generator=generator)  # one window for every row, as in whisper's beam search
+    tokens = torch.randint(0, 5000, (2, 8), generator=generator)
+    cache: dict = {}
+    blocks = fast.decoder.blocks
+    with torch.inference_mode():
+        fast.decoder(tokens[:, :3], audio, kv_cache=cache)
+        for i in range(3, 6):
+            fast.decoder(tokens[:, i:i + 1], audio, kv_cache=cache)
+        for position, rows in ((6, [1, 0]), (7, [1, 1])):  # rows swapped, then row 1 continued twice
+            cache.update({m: cache[m][rows].detach() for m in [b.attn.key for b in blocks] +
+                          [b.attn.value for b in blocks]})
+            tokens = tokens[rows]
+            got = fast.decoder(tokens[:, position:position + 1], audio, kv_cache=cache)
+            want = plain.decoder(tokens[:, :position + 1], audio.expand(2, -1, -1))[:, -1:]
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-4 * want.abs().max().item())
+
+
+def test_speech_weights_setting_is_resolved_per_device():
+    from engine.device import cpu_bf16_units
+    from engine.weights import resolve_speech_weights
+
+    assert resolve_speech_weights("auto", "cpu")[0] == ("int8" if cpu_bf16_units() else "fp32")
+    assert resolve_speech_weights("auto", "cpu", "float32")[0] == "fp32"  # an explicit dtype: that precision
+    assert resolve_speech_weights("INT8", "cpu", "float32")[0] == "int8"
+    assert resolve_speech_weights("auto", "cuda")[0] == "dtype"
+    with pytest.raises(InvalidOptionsError, match="CPU only"):
+        resolve_speech_weights("int8", "cuda")
+    with pytest.raises(InvalidOptionsError, match="speech weights"):
+        Settings(speech_weights="int3")
+
+
 def test_a_corrupt_checkpoint_is_a_load_error(tmp_path: Path):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint at all" * 100)
@@ -476,6 +576,27 @@ def test_espeak_sentences_are_transcribed_under_15_percent_wer(real: Engine, spo
         assert_ordered(parsed)
         assert all(p.end > p.start for p in parsed)
         assert words(" ".join(p.text for p in parsed)) == words(t.text)
+
+
+@pytest.mark.slow
+def test_reduced_precision_keeps_the_transcript(real: Engine, spoken):
+    """The packaged whisper-base with its encoder in bf16 and its decoder's weights in int8 (what auto picks on a CPU
+    with bf16 units) against fp32: the word error rate within one point."""
+    path, reference = spoken
+    exact = real.transcribe(path, "whisper-base")
+    import torch
+
+    reduced = Engine(Settings(cache_dir=MODELS_CACHE, offline=True, device="cpu", encoder_dtype="bfloat16",
+                              speech_weights="int8"))
+    try:
+        served = reduced.served("speech-to-text", "whisper-base")
+        assert served.weights == "int8" and served.encoder_dtype == torch.bfloat16
+        t = reduced.transcribe(path, "whisper-base")
+    finally:
+        reduced.close()
+    wer, wer_exact = word_error_rate(reference, t.text), word_error_rate(reference, exact.text)
+    print(f"whisper-base bf16 encoder + int8 decoder: WER {wer:.3f} (fp32 {wer_exact:.3f})")
+    assert abs(wer - wer_exact) <= 0.01 and wer < 0.15, (t.text, exact.text)
 
 
 @pytest.mark.slow

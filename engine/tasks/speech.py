@@ -43,7 +43,8 @@ from ..audio import SAMPLE_RATE, Audio, AudioSource, is_silent, load_audio, spee
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidOptionsError, ModelLoadError
 from ..registry import ModelSpec
-from ..weights import apply_onednn, onednn_linear
+from ..weights import apply_onednn, resolve_speech_weights
+from . import whisper_step
 from ..subtitles import Segment
 from ..worker import Progress, Request
 from .common import run_each
@@ -204,44 +205,39 @@ def _middle_of_longest_quiet(energy: np.ndarray) -> int:
     return int((starts[longest] + ends[longest] - 1) // 2)
 
 
-def _onednn_vocabulary_projection(decoder: Any) -> None:
-    """openai-whisper's ``TextDecoder.forward`` (20250625), the same steps, with the vocabulary projection (51,865 x
-    512 for base: 106 MB read at every decoding step) through oneDNN's fp32 product instead of ``x @ W.T``, which
-    MKL runs on one thread for the few rows of a step (SmolLM2's equivalent: 2.6x slower at 2 rows)."""
-    import types
-
-    def forward(self: Any, x: torch.Tensor, xa: torch.Tensor, kv_cache: dict | None = None) -> torch.Tensor:
-        offset = next(iter(kv_cache.values())).shape[1] if kv_cache else 0
-        x = self.token_embedding(x) + self.positional_embedding[offset: offset + x.shape[-1]]
-        x = x.to(xa.dtype)
-        for block in self.blocks:
-            x = block(x, xa, mask=self.mask, kv_cache=kv_cache)
-        x = self.ln(x)
-        weight = self.token_embedding.weight
-        if x.dtype != torch.float32 or weight.dtype != torch.float32:
-            return (x @ torch.transpose(weight.to(x.dtype), 0, 1)).float()
-        return onednn_linear(x, weight)
-
-    decoder.forward = types.MethodType(forward, decoder)
-
-
 class WhisperModel:
     """A loaded openai-whisper model serving transcription requests, one request at a time, its windows in
     batches of up to :data:`WINDOW_BATCH`."""
 
-    def __init__(self, spec: ModelSpec, checkpoint: Path, device: str, dtype: torch.dtype) -> None:
+    def __init__(self, spec: ModelSpec, checkpoint: Path, device: str, dtype: torch.dtype,
+                 encoder_dtype: torch.dtype | None = None, weights: str = "fp32") -> None:
         import whisper
 
         self.spec, self.device = spec, device
         self.model: "whisper.Whisper" = whisper.load_model(str(checkpoint), device=device).eval()
-        # openai-whisper runs in fp16 on a GPU (its layers cast weights to the input's dtype); on the CPU fp32.
+        # openai-whisper runs in fp16 on a GPU (its layers cast weights to the input's dtype); on the CPU fp32, with
+        # the audio encoder in the encoders' dtype (bf16 on a CPU with bf16 units) and the decoder's per-token
+        # products in ``weights`` (fp32 or int8, see engine.weights.resolve_speech_weights)
         self.fp16 = not device.startswith("cpu") and dtype != torch.float32
-        if apply_onednn(self.model, (torch.nn.Linear, whisper.model.Linear)):  # fp32 on the CPU: oneDNN's products
-            _onednn_vocabulary_projection(self.model.decoder)
+        self.encoder_dtype = torch.float16 if self.fp16 else torch.float32
+        self.weights = "fp16" if self.fp16 else "fp32"
+        if device.startswith("cpu"):
+            if encoder_dtype in (torch.bfloat16, torch.float16):
+                for module in self.model.encoder.modules():  # whisper's LayerNorm computes in fp32 by itself
+                    if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d)):
+                        module.to(encoder_dtype)
+                self.encoder_dtype = encoder_dtype
+            apply_onednn(self.model, (torch.nn.Linear, whisper.model.Linear))  # fp32 layers: oneDNN's products
+            if weights == "int8":
+                whisper_step.quantize_decoder(self.model.decoder)
+                self.weights = "int8"
+            whisper_step.install(self.model.decoder, self.encoder_dtype)
         self.english_only = not self.model.is_multilingual
         dims, item = self.model.dims, 2 if self.fp16 else 4
-        # the decoder caches keys and values of the 1500 encoder frames in every layer, for every window
-        per_window = dims.n_audio_ctx * dims.n_text_state * 2 * dims.n_text_layer * item
+        # the decoder caches keys and values of the 1500 encoder frames in every layer, for every window (and, on the
+        # CPU, of the whole text context: whisper_step's buffers)
+        frames = dims.n_audio_ctx + (dims.n_text_ctx if device.startswith("cpu") else 0)
+        per_window = frames * dims.n_text_state * 2 * dims.n_text_layer * item
         self.window_batch = max(1, min(WINDOW_BATCH, STEP_MEMORY_BYTES // per_window))
         # encoder and decoder hold every weight; the model's own sparse alignment_heads buffer has no data pointer
         self.nbytes = module_nbytes(self.model.encoder, self.model.decoder)
@@ -330,8 +326,9 @@ class WhisperModel:
         # one mel per window, each zero-padded to 30 s as whisper's encoder expects: (n, n_mels, 3000)
         mel = torch.stack([whisper.log_mel_spectrogram(whisper.pad_or_trim(np.array(c, np.float32)), n_mels)
                            for c in chunks]).to(self.device)
-        with torch.inference_mode():
-            return self.model.embed_audio(mel.half() if self.fp16 else mel)
+        with torch.inference_mode():  # whisper.decode takes fp32 features unless it runs in fp16
+            features = self.model.embed_audio(mel.to(self.encoder_dtype))
+            return features if self.fp16 else features.float()
 
     def _detect_language(self, features: torch.Tensor) -> tuple[tuple[str, float], ...]:
         """Language probabilities averaged over the windows of the first batch, top candidates first."""
@@ -449,7 +446,10 @@ def _checkpoint(files: Path, spec: ModelSpec) -> Path:
 def load(spec: ModelSpec, files: Path, engine: "Engine") -> WhisperModel:
     checkpoint = _checkpoint(files, spec)
     try:
-        return WhisperModel(spec, checkpoint, engine.policy.device, engine.policy.dtype)
+        policy = engine.policy
+        weights, _ = resolve_speech_weights(engine.settings.speech_weights, policy.device.split(":")[0],
+                                            engine.settings.dtype)
+        return WhisperModel(spec, checkpoint, policy.device, policy.dtype, policy.encoder_dtype, weights)
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, TypeError) as e:  # not a checkpoint at all
         raise ModelLoadError(f"Model {spec.name!r}: {checkpoint} is not a valid openai-whisper checkpoint ({e}). "
                              "Convert or download it again.") from e
