@@ -25,6 +25,7 @@ bf16 on a GPU (the engine's dtype there already).
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import torch
 
@@ -201,11 +202,24 @@ class OneDNNLinear(torch.nn.Module):
 
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` (x of any leading shape, weight (out, in) fp32) by oneDNN's product; inside a
-    torch.compile graph ``F.linear`` itself (inductor lowers only its own prepacked form and picks the kernel)."""
+    torch.compile graph the same product as an opaque operation (:func:`_onednn_op`): inductor would otherwise lower
+    ``F.linear`` to MKL's, single-threaded for the few rows of a decoding step."""
     if torch.compiler.is_compiling():
-        return torch.nn.functional.linear(x, weight, bias)
+        return _onednn_op(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "").reshape(*x.shape[:-1], -1)
+
+
+@torch.library.custom_op("llm_lab::onednn_linear", mutates_args=())
+def _onednn_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`onednn_linear` as a custom operation, for compiled graphs (eager calls skip the dispatcher)."""
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "").reshape(*x.shape[:-1], -1)
+
+
+@_onednn_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
 _onednn: bool | None = None
