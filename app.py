@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", help="auto | float32 | bfloat16 | float16 (LLM_LAB_DTYPE)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="compile Llama-type models' decoding step with torch.compile at load (LLM_LAB_COMPILE)")
-    p.add_argument("--encoder-dtype", help="the sentiment classifiers' and sentence encoders' dtype: auto | float32 | "
-                                           "bfloat16 | float16 (LLM_LAB_ENCODER_DTYPE)")
+    p.add_argument("--encoder-dtype", help="the sentiment classifiers', sentence encoders' and whisper's audio "
+                                           "encoder's dtype: auto | float32 | bfloat16 | float16 (LLM_LAB_ENCODER_DTYPE)")
     p.add_argument("--weights", help="text generation's weights: auto | fp32 | bf16 | int8 | int4 (LLM_LAB_WEIGHTS)")
     p.add_argument("--speech-weights", help="whisper's decoder weights: auto | fp32 | int8 (LLM_LAB_SPEECH_WEIGHTS)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (LLM_LAB_THREADS)")

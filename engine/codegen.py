@@ -45,14 +45,15 @@ def _code(text: str) -> str:
 
 
 # --- what every script needs: the model, the device and dtype ---------------------------------------------------------
-def _engine_setup(engine: "Engine", specs: Sequence[ModelSpec]) -> str:
-    """Imports, the models the built-in registry does not know (or knows differently), and the engine."""
+def _engine_setup(engine: "Engine", specs: Sequence[ModelSpec], **more: str) -> str:
+    """Imports, the models the built-in registry does not know (or knows differently), and the engine (with ``more``
+    settings, written as given)."""
     builtin = {s.name: dataclasses.replace(s, default=False) for s in BUILTIN_MODELS}
     extra = [s for s in specs if builtin.get(s.name) != dataclasses.replace(s, default=False)]
     lines = [f"from engine import Engine, {'ModelSpec, Registry, ' if extra else ''}Settings", ""]
     settings = f"Settings(device={engine.policy.device!r}, dtype={engine.policy.dtype_name!r}" + (
-        f", encoder_dtype={engine.policy.encoder_dtype_name!r})" if engine.policy.encoder_dtype != engine.policy.dtype
-        else ")")
+        f", encoder_dtype={engine.policy.encoder_dtype_name!r}" if engine.policy.encoder_dtype != engine.policy.dtype
+        else "") + "".join(f", {k}={v!r}" for k, v in more.items()) + ")"
     if extra:
         lines.append("registry = Registry()")
         for spec in extra:
@@ -320,13 +321,26 @@ def transcription_code(engine: "Engine", audio_path: str, result: "Transcript",
                        language: str | None = None) -> Snippets:
     """Scripts that transcribe ``audio_path`` again (the plain one with openai-whisper's own ``transcribe``)."""
     spec = engine.registry.get(result.model)
+    from .weights import resolve_speech_weights
+
     call = (f"engine.transcribe({audio_path!r}, {spec.name!r}, language={language or 'auto'!r}, "
             f"task={result.task!r})")
-    engine_code = f"{_engine_setup(engine, [spec])}\n\nresult = {call}\nprint(result.language, result.text)\n"
+    device = engine.policy.device.split(":")[0]
+    weights, _ = resolve_speech_weights(engine.settings.speech_weights, device, engine.settings.dtype)
+    more = {"speech_weights": weights} if weights == "int8" else {}  # the script's explicit dtype would mean fp32
+    engine_code = (f"{_engine_setup(engine, [spec], **more)}\n\nresult = {call}\n"
+                   "print(result.language, result.text)\n")
     kind, _, where = spec.source.partition(":")
     checkpoint = where if kind == "whisper" else str(resolve_files(spec, engine.settings))
     note = ("openai-whisper's transcribe() cuts the audio into windows its own way (the engine cuts at pauses and "
             "batches the windows), so long recordings may differ at the window edges.")
+    reduced = [part for part, on in (
+        (f"its audio encoder in {engine.policy.encoder_dtype_name}",
+         device == "cpu" and engine.policy.encoder_dtype_name != "float32"),
+        ("its decoder's weights in int8", weights == "int8")) if on]
+    if reduced:
+        note += (f" The engine ran {' and '.join(reduced)} on this CPU (--encoder-dtype, --speech-weights); this "
+                 "script runs fp32, so a word may differ.")
     lang = None if (language or "auto") == "auto" else language
     origin = (f"openai-whisper's checkpoint {where}" if kind == "whisper"
               else "the openai-whisper checkpoint converted by `python -m engine.packaged`")

@@ -57,7 +57,8 @@ class Settings:
 
     device: str = "auto"  # LLM_LAB_DEVICE: auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # LLM_LAB_DTYPE: auto | float32 | bfloat16 | float16
-    # LLM_LAB_ENCODER_DTYPE: the sentiment classifiers' and sentence encoders' dtype: auto (= dtype, except bf16 on
+    # LLM_LAB_ENCODER_DTYPE: the sentiment classifiers', sentence encoders' and whisper's audio encoder's dtype (on the
+    # CPU): auto (= dtype, except bf16 on
     # a CPU with bf16 dot-product units when dtype is auto: see engine.device) | float32 | bfloat16 | float16
     encoder_dtype: str = "auto"
     weights: str = "auto"  # LLM_LAB_WEIGHTS: text generation's Linear weights: auto | fp32 | bf16 | int8 | int4

@@ -172,7 +172,8 @@ class Engine:
     def status(self) -> EngineStatus:
         p = self.policy
         reason = p.reason if p.encoder_dtype == p.dtype else \
-            f"{p.reason}; sentiment and embedding encoders in {p.encoder_dtype_name}: {p.encoder_reason}"
+            f"{p.reason}; sentiment, embedding and whisper's audio encoders in {p.encoder_dtype_name}: " \
+            f"{p.encoder_reason}"
         return EngineStatus(p.device, p.dtype_name, reason, p.threads, cpu_has_amx(), self.settings.offline,
                             self.settings.memory_budget_bytes, tuple(self.models.info()))
 

@@ -10,8 +10,10 @@ identical labels on its held-out reviews and 586/587 overall (largest probabilit
 all-MiniLM-L6-v2's sentence vectors kept a cosine similarity above 0.99 with fp32 (bench/sentiment.py and
 bench/embeddings.py print both on every run). Dynamic int8 was measured too and refused: 69/75 labels and vectors
 down to cosine 0.83 (per-tensor activation scales cannot hold these encoders' outlier activations). Extractive QA
-keeps the dtype: no real QA weights install here to judge bf16 spans on. Generation's precision is its own setting
-(``weights``, engine.weights).
+keeps the dtype: no real QA weights install here to judge bf16 spans on. Whisper's audio encoder follows
+``encoder_dtype`` on the CPU too (the packaged whisper-base's transcript kept its word error rate, bench/speech.py).
+Generation's precision is its own setting (``weights``, engine.weights), and so is whisper's decoder's
+(``speech_weights``, :func:`engine.weights.resolve_speech_weights`).
 """
 from __future__ import annotations
 
@@ -53,8 +55,8 @@ class DevicePolicy:
         return str(self.encoder_dtype).removeprefix("torch.")
 
     def describe(self) -> str:
-        encoders = "" if self.encoder_dtype == self.dtype else \
-            f"; sentiment and embedding encoders in {self.encoder_dtype_name} ({self.encoder_reason})"
+        encoders = "" if self.encoder_dtype == self.dtype else (
+            f"; sentiment, embedding and whisper's audio encoders in {self.encoder_dtype_name} ({self.encoder_reason})")
         return f"{self.device} · {self.dtype_name} · {self.threads} CPU threads — {self.reason}{encoders}"
 
 

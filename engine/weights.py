@@ -32,8 +32,8 @@ import torch
 from .config import WEIGHTS, check_speech_weights, check_weights
 from .errors import InvalidOptionsError
 
-__all__ = ["WEIGHTS", "check_weights", "resolve_weights", "resolve_speech_weights", "apply_weights", "bytes_per_token", "BF16Linear",
-           "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "onednn_linear",
+__all__ = ["WEIGHTS", "check_weights", "resolve_weights", "resolve_speech_weights", "apply_weights", "bytes_per_token",
+           "BF16Linear", "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "onednn_linear",
            "apply_onednn", "quantize_int8", "quantize_int4"]
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,10 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     ``F.linear`` to MKL's, single-threaded for the few rows of a decoding step."""
     if torch.compiler.is_compiling():
         return _onednn_op(x, weight, bias)
+    return _onednn_product(x, weight, bias)
+
+
+def _onednn_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "").reshape(*x.shape[:-1], -1)
 
@@ -213,8 +217,7 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 @torch.library.custom_op("llm_lab::onednn_linear", mutates_args=())
 def _onednn_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """:func:`onednn_linear` as a custom operation, for compiled graphs (eager calls skip the dispatcher)."""
-    rows = x.reshape(-1, x.shape[-1]).contiguous()
-    return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "").reshape(*x.shape[:-1], -1)
+    return _onednn_product(x, weight, bias)
 
 
 @_onednn_op.register_fake

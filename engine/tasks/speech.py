@@ -9,7 +9,9 @@ The task has the same three steps as every other (see :mod:`engine.tasks.embeddi
 2. forward, in the model's worker: several windows at a time through the encoder and the decoder (``whisper.decode``
    takes a batch), with whisper's temperature fallback for windows whose decoding failed (repetitive text, or a
    low average log probability). A window whose last segment was cut short goes back in the queue from that point.
-   Progress is reported after each batch; a cancelled request stops between batches.
+   Progress is reported after each batch; a cancelled request stops between batches. On the CPU the decoder runs
+   through :mod:`engine.tasks.whisper_step` (its cache written in place, its weights fp32 or int8:
+   ``--speech-weights``), and the audio encoder in the encoders' dtype (bf16 on a CPU with bf16 units).
 3. postprocess: segments with absolute times, in order, as a frozen :class:`Transcript`.
 
 The whole file is never turned into one mel spectrogram: only the windows of one batch exist as mels at a time, so
