@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..weights import Int8Linear, OneDNNLinear, _replace, onednn_linear
+from ..weights import Int8Linear, OneDNNLinear, _replace, onednn_linear, quantize_int8
 
 __all__ = ["install", "quantize_decoder"]
 
@@ -107,7 +107,7 @@ def _fuse(layers: list[Any]) -> torch.nn.Module:
                                          torch.cat([layer.scales for layer in layers]), bias)
             parts = ("weight", "scales")
         else:
-            plain = torch.nn.Linear(layers[0].in_features, sum(layer.out_features for layer in layers))
+            plain = torch.nn.Linear(layers[0].in_features, sum(layer.out_features for layer in layers), device="meta")
             plain.weight = torch.nn.Parameter(torch.cat([_weight(layer).float() for layer in layers]),
                                               requires_grad=False)
             plain.bias = torch.nn.Parameter(bias, requires_grad=False)
@@ -137,10 +137,7 @@ def quantize_decoder(decoder: Any) -> int:
                 continue
             _replace(decoder, name, Int8Linear(module))
             replaced += 1
-        table = decoder.token_embedding.weight
-        projection = torch.nn.Linear(table.shape[1], table.shape[0], bias=False)
-        projection.weight = torch.nn.Parameter(table.detach(), requires_grad=False)
-        decoder.vocabulary = Int8Linear(projection)
+        decoder.vocabulary = Int8Linear.from_rows(*quantize_int8(decoder.token_embedding.weight))
     return replaced + 1
 
 
