@@ -71,9 +71,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         os.environ["HF_HUB_OFFLINE"] = "1"  # also for huggingface_hub and transformers themselves
     budget = int(args.memory_budget_gb * 2**30) if args.memory_budget_gb else None
     return Settings.from_env(device=args.device, dtype=args.dtype, encoder_dtype=args.encoder_dtype,
-                             weights=args.weights, speech_weights=args.speech_weights, compile=args.compile, threads=args.threads,
-                             models_file=args.models_file,
-                             memory_budget_bytes=budget, concurrency=args.concurrency, queue_size=args.queue_size)
+                             weights=args.weights, speech_weights=args.speech_weights, compile=args.compile,
+                             threads=args.threads, models_file=args.models_file, memory_budget_bytes=budget,
+                             concurrency=args.concurrency, queue_size=args.queue_size)
 
 
 def build_app(engine: Engine) -> gr.Blocks:

@@ -40,11 +40,10 @@ def _weights(engine: Engine) -> str:
 def _speech_weights(engine: Engine) -> str:
     """Whisper's decoder weights as they apply on this device, with the reason (engine.weights)."""
     from engine.errors import InvalidOptionsError
-    from engine.weights import resolve_speech_weights
+    from engine.tasks.speech import decoder_weights
 
     try:
-        resolved, why = resolve_speech_weights(engine.settings.speech_weights, engine.policy.device.split(":")[0],
-                                               engine.settings.dtype)
+        resolved, why = decoder_weights(engine)
     except InvalidOptionsError as e:
         return f"`{engine.settings.speech_weights}` (not usable here: {e})"
     return f"`{engine.policy.dtype_name if resolved == 'dtype' else resolved}` ({why})"

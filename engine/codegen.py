@@ -320,13 +320,12 @@ def answer_code(engine: "Engine", question: str, context: str, result: "Answer",
 def transcription_code(engine: "Engine", audio_path: str, result: "Transcript",
                        language: str | None = None) -> Snippets:
     """Scripts that transcribe ``audio_path`` again (the plain one with openai-whisper's own ``transcribe``)."""
-    spec = engine.registry.get(result.model)
-    from .weights import resolve_speech_weights
+    from .tasks.speech import decoder_weights
 
+    spec = engine.registry.get(result.model)
     call = (f"engine.transcribe({audio_path!r}, {spec.name!r}, language={language or 'auto'!r}, "
             f"task={result.task!r})")
-    device = engine.policy.device.split(":")[0]
-    weights, _ = resolve_speech_weights(engine.settings.speech_weights, device, engine.settings.dtype)
+    weights, _ = decoder_weights(engine)
     more = {"speech_weights": weights} if weights == "int8" else {}  # the script's explicit dtype would mean fp32
     engine_code = (f"{_engine_setup(engine, [spec], **more)}\n\nresult = {call}\n"
                    "print(result.language, result.text)\n")
@@ -334,10 +333,11 @@ def transcription_code(engine: "Engine", audio_path: str, result: "Transcript",
     checkpoint = where if kind == "whisper" else str(resolve_files(spec, engine.settings))
     note = ("openai-whisper's transcribe() cuts the audio into windows its own way (the engine cuts at pauses and "
             "batches the windows), so long recordings may differ at the window edges.")
-    reduced = [part for part, on in (
-        (f"its audio encoder in {engine.policy.encoder_dtype_name}",
-         device == "cpu" and engine.policy.encoder_dtype_name != "float32"),
-        ("its decoder's weights in int8", weights == "int8")) if on]
+    reduced = []  # what the engine ran in less than fp32 (on the CPU; a GPU runs whisper in the dtype, as here)
+    if engine.policy.device == "cpu" and engine.policy.encoder_dtype_name != "float32":
+        reduced.append(f"its audio encoder in {engine.policy.encoder_dtype_name}")
+    if weights == "int8":
+        reduced.append("its decoder's weights in int8")
     if reduced:
         note += (f" The engine ran {' and '.join(reduced)} on this CPU (--encoder-dtype, --speech-weights); this "
                  "script runs fp32, so a word may differ.")

@@ -23,24 +23,19 @@ WEIGHTS = ("auto", "fp32", "bf16", "int8", "int4")  # text generation's Linear w
 SPEECH_WEIGHTS = ("auto", "fp32", "int8")  # whisper's decoder weights (see engine.weights.resolve_speech_weights)
 
 
-def check_weights(weights: str | None) -> str:
-    """The weights setting, lower-cased (``float32``/``bfloat16`` accepted); an unknown one raises
-    :class:`InvalidOptionsError` listing the known ones."""
+def check_weights(weights: str | None, known: tuple[str, ...] = WEIGHTS, what: str = "weights") -> str:
+    """A weights setting (text generation's, or ``known`` ones such as :data:`SPEECH_WEIGHTS`), lower-cased
+    (``float32``/``bfloat16`` accepted); an unknown one raises :class:`InvalidOptionsError` listing the known ones."""
     name = (weights or "auto").strip().lower()
     name = {"float32": "fp32", "bfloat16": "bf16"}.get(name, name)
-    if name not in WEIGHTS:
-        raise InvalidOptionsError(f"Unknown weights setting {weights!r}; choose one of {', '.join(WEIGHTS)}.")
+    if name not in known:
+        raise InvalidOptionsError(f"Unknown {what} setting {weights!r}; choose one of {', '.join(known)}.")
     return name
 
 
 def check_speech_weights(weights: str | None) -> str:
-    """The speech weights setting, lower-cased (``float32`` accepted); an unknown one raises InvalidOptionsError."""
-    name = (weights or "auto").strip().lower()
-    name = {"float32": "fp32"}.get(name, name)
-    if name not in SPEECH_WEIGHTS:
-        raise InvalidOptionsError(f"Unknown speech weights setting {weights!r}; choose one of "
-                                  f"{', '.join(SPEECH_WEIGHTS)}.")
-    return name
+    """The speech weights setting (:data:`SPEECH_WEIGHTS`), as :func:`check_weights` checks it."""
+    return check_weights(weights, SPEECH_WEIGHTS, "speech weights")
 
 
 def default_cache_dir() -> Path:
@@ -58,8 +53,8 @@ class Settings:
     device: str = "auto"  # LLM_LAB_DEVICE: auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # LLM_LAB_DTYPE: auto | float32 | bfloat16 | float16
     # LLM_LAB_ENCODER_DTYPE: the sentiment classifiers', sentence encoders' and whisper's audio encoder's dtype (on the
-    # CPU): auto (= dtype, except bf16 on
-    # a CPU with bf16 dot-product units when dtype is auto: see engine.device) | float32 | bfloat16 | float16
+    # CPU): auto (= dtype, except bf16 on a CPU with bf16 dot-product units when dtype is auto: see engine.device)
+    # | float32 | bfloat16 | float16
     encoder_dtype: str = "auto"
     weights: str = "auto"  # LLM_LAB_WEIGHTS: text generation's Linear weights: auto | fp32 | bf16 | int8 | int4
     # LLM_LAB_SPEECH_WEIGHTS: whisper's text decoder weights: auto (int8 on a CPU with bf16 units, else fp32) | fp32

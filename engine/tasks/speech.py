@@ -36,7 +36,7 @@ import pickle
 import time
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Hashable, Sequence
+from typing import TYPE_CHECKING, Hashable, Sequence
 
 import numpy as np
 import torch
@@ -45,10 +45,10 @@ from ..audio import SAMPLE_RATE, Audio, AudioSource, is_silent, load_audio, spee
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidOptionsError, ModelLoadError
 from ..registry import ModelSpec
-from ..weights import apply_onednn, resolve_speech_weights
-from . import whisper_step
 from ..subtitles import Segment
+from ..weights import apply_onednn, resolve_speech_weights
 from ..worker import Progress, Request
+from . import whisper_step
 from .common import run_each
 
 if TYPE_CHECKING:
@@ -445,12 +445,17 @@ def _checkpoint(files: Path, spec: ModelSpec) -> Path:
                          f"it needs exactly one.{hint}")
 
 
+def decoder_weights(engine: "Engine") -> tuple[str, str]:
+    """The decoder weights whisper models load with on this engine's device, and why
+    (:func:`engine.weights.resolve_speech_weights` of its settings)."""
+    return resolve_speech_weights(engine.settings.speech_weights, engine.policy.device.split(":")[0],
+                                  engine.settings.dtype)
+
+
 def load(spec: ModelSpec, files: Path, engine: "Engine") -> WhisperModel:
     checkpoint = _checkpoint(files, spec)
+    policy, (weights, _) = engine.policy, decoder_weights(engine)
     try:
-        policy = engine.policy
-        weights, _ = resolve_speech_weights(engine.settings.speech_weights, policy.device.split(":")[0],
-                                            engine.settings.dtype)
         return WhisperModel(spec, checkpoint, policy.device, policy.dtype, policy.encoder_dtype, weights)
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, TypeError) as e:  # not a checkpoint at all
         raise ModelLoadError(f"Model {spec.name!r}: {checkpoint} is not a valid openai-whisper checkpoint ({e}). "

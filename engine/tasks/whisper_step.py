@@ -5,8 +5,8 @@
 openai-whisper's cache is a forward hook on every key and value projection that concatenates the whole cached tensor
 with the new column (``torch.cat``, a fresh allocation per layer per step: a third of whisper-base's step time on
 the benchmark's three windows), while cross-attention reads its 1,500 keys per window through a permuted view. This
-step, installed as the decoder's ``forward`` when it is called with a cache (a plain call, such as language
-detection, runs whisper's own forward unchanged):
+step, installed as the decoder's ``forward`` when it is called with a cache (a call without one, such as language
+detection, runs whisper's own forward pass, only with the vocabulary projection below):
 
 - keeps self-attention keys and values in buffers of the model's whole text context (448 positions), heads first,
   so a step writes one column in place and attention reads a contiguous prefix;
@@ -19,8 +19,8 @@ detection, runs whisper's own forward unchanged):
 
 Its state lives in the ``kv_cache`` dict whisper passes in, under whisper's own keys (the self-attention key and
 value modules), so ``whisper.decode``'s bookkeeping (``cleanup_caching``, and ``rearrange_kv_cache`` for beam
-search) keeps working. Logits equal
-whisper's own forward to float32 rounding at fp32 weights (tests/test_speech.py).
+search) keeps working. Logits equal whisper's own forward to float32 rounding at fp32 weights
+(tests/test_speech.py).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..weights import Int8Linear, OneDNNLinear, _replace, onednn_linear, quantize_int8
+from ..weights import Int8Linear, OneDNNLinear, _replace, onednn_available, onednn_linear, quantize_int8
 
 __all__ = ["install", "quantize_decoder"]
 
@@ -73,6 +73,8 @@ class _Step:
         self.n_head = blocks[0].attn.n_head
         self.n_ctx = decoder.positional_embedding.shape[0]
         self.cross_dtype = cross_dtype
+        # fp32 products through oneDNN where it works (engine.weights), else torch's own
+        self.product = onednn_linear if cross_dtype == torch.float32 and onednn_available() else F.linear
         # the decoder's own self-attention q/k/v as one product per layer (whisper's key has no bias)
         self.qkv = [_fuse([b.attn.query, b.attn.key, b.attn.value]) for b in blocks]
         with torch.no_grad():  # cross keys/values: (2 * d, d) and bias, once per decode, in cross_dtype
@@ -143,14 +145,19 @@ def quantize_decoder(decoder: Any) -> int:
 
 def install(decoder: Any, cross_dtype: torch.dtype = torch.float32) -> None:
     """Make ``decoder`` (a whisper ``TextDecoder`` on the CPU, its layers fp32, oneDNN or int8) run cached calls
-    through this step; uncached calls go to whisper's own forward (with the vocabulary projection of
-    ``decoder.vocabulary`` when it has one)."""
+    through this step, and every call's vocabulary projection through ``decoder.vocabulary``: the int8 copy of
+    :func:`quantize_decoder`, else the embedding table itself as a (oneDNN) Linear layer (whisper computes it as
+    ``x @ W.T``, which MKL runs on one thread for the few rows of a step)."""
+    if getattr(decoder, "vocabulary", None) is None:
+        table = decoder.token_embedding.weight
+        projection = torch.nn.Linear(table.shape[1], table.shape[0], bias=False, device="meta")
+        projection.weight = table  # shared, not copied
+        decoder.vocabulary = OneDNNLinear(projection) if onednn_available() else projection
     step = _Step(decoder, cross_dtype)
-    plain = type(decoder).forward
 
     def forward(self: Any, x: torch.Tensor, xa: torch.Tensor, kv_cache: dict | None = None) -> torch.Tensor:
         if kv_cache is None:
-            return _uncached(self, plain, x, xa)
+            return _uncached(self, x, xa)
         modules = [b.attn.key for b in self.blocks] + [b.attn.value for b in self.blocks]
         state = kv_cache.get(modules[0])
         if state is None:  # whisper's own entries, so that its bookkeeping (beam search's reordering) finds them
@@ -162,16 +169,13 @@ def install(decoder: Any, cross_dtype: torch.dtype = torch.float32) -> None:
     decoder.forward = types.MethodType(forward, decoder)
 
 
-def _uncached(decoder: Any, plain: Any, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
-    """whisper's own forward pass (language detection, word alignment), with the decoder's vocabulary layer."""
-    vocabulary = getattr(decoder, "vocabulary", None)
-    if vocabulary is None and not isinstance(decoder.blocks[0].mlp[0], OneDNNLinear):
-        return plain(decoder, x, xa)
+def _uncached(decoder: Any, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
+    """whisper's own forward pass without a cache (language detection, word alignment), with the decoder's
+    vocabulary layer."""
     h = decoder.token_embedding(x) + decoder.positional_embedding[: x.shape[-1]]
     for block in decoder.blocks:
         h = block(h, xa, mask=decoder.mask)
-    h = decoder.ln(h)
-    return (vocabulary(h) if vocabulary is not None else onednn_linear(h, decoder.token_embedding.weight)).float()
+    return decoder.vocabulary(decoder.ln(h)).float()
 
 
 def _start(decoder: Any, step: _Step, xa: torch.Tensor, rows: int) -> _State:
@@ -187,8 +191,7 @@ def _start(decoder: Any, step: _Step, xa: torch.Tensor, rows: int) -> _State:
     cross_k, cross_v = step.workspace("cross", (layers, batch, heads, frames, head_dim))
     audio = xa.to(step.cross_dtype)
     for i, (weight, bias) in enumerate(step.cross):
-        kv = F.linear(audio, weight, bias) if step.cross_dtype != torch.float32 else \
-            onednn_linear(audio, weight, bias)  # (batch, frames, 2 d)
+        kv = step.product(audio, weight, bias)  # (batch, frames, 2 d)
         kv = kv.view(batch, frames, 2, heads, head_dim).permute(2, 0, 3, 1, 4)  # (2, batch, heads, frames, hd)
         cross_k[i].copy_(kv[0])  # permuted and converted to fp32 in one pass
         cross_v[i].copy_(kv[1])
@@ -220,6 +223,4 @@ def _forward(decoder: Any, step: _Step, state: _State, tokens: torch.Tensor) -> 
         x = x + block.cross_attn.out(a.transpose(1, 2).reshape(batch, count, d))
         x = x + block.mlp(block.mlp_ln(x))
     state.length = end
-    x = decoder.ln(x)
-    vocabulary = getattr(decoder, "vocabulary", None)
-    return (vocabulary(x) if vocabulary is not None else onednn_linear(x, decoder.token_embedding.weight)).float()
+    return decoder.vocabulary(decoder.ln(x)).float()
