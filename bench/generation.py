@@ -11,7 +11,8 @@ never builds it, and leaves the peer out with a note when it is not there) on th
 decoding tokens/s from the server's own timings), each with the bytes it reads per token against the bandwidth.
 The engine's batch 1 is also measured with int8 weights (``LLM_LAB_WEIGHTS=int8``) and int4, and with the step
 compiled (``LLM_LAB_COMPILE``) at fp32, int8 and int4, each beside llama.cpp's file of the same precision (F32 and
-Q8_0 made from the packaged Q4_1 by llama-quantize).
+Q8_0 made from the packaged Q4_1 by llama-quantize). The 8 concurrent requests are measured at every precision on
+both sides too: the engine with fp32, int8 and int4 weights beside llama-server's 8 slots on F32, Q8_0 and Q4_1.
 
     .venv/bin/python bench/generation.py [--quick]
 """
@@ -145,16 +146,16 @@ class EngineSide(common.Side):
         self.engine = Engine(common.engine_settings(args), common.path_registry(*specs))
         self.served = self.engine.served("text-generation", config["model"])
 
-    def _one(self, prompt: str, new_tokens: int):
-        return self.engine.generate(prompt, model=self.config["model"], max_new_tokens=new_tokens, temperature=0,
-                                    repetition_penalty=1.0)
+    def _one(self, prompt: str, new_tokens: int, engine=None):
+        return (engine or self.engine).generate(prompt, model=self.config["model"], max_new_tokens=new_tokens,
+                                                temperature=0, repetition_penalty=1.0)
 
-    def _concurrent(self, prompts: list[str], new_tokens: int) -> list[list[int]]:
+    def _concurrent(self, prompts: list[str], new_tokens: int, engine=None) -> list[list[int]]:
         start = threading.Barrier(len(prompts))
 
         def request(prompt: str) -> list[int]:
             start.wait()  # every request is sent at the same moment, as concurrent users would
-            return [step.token_id for step in self._one(prompt, new_tokens).tokens]
+            return [step.token_id for step in self._one(prompt, new_tokens, engine).tokens]
 
         with ThreadPoolExecutor(len(prompts)) as pool:
             return list(pool.map(request, prompts))
@@ -203,8 +204,22 @@ class EngineSide(common.Side):
                 out[f"batch1_{weights}{'+compile' if compiled else ''}"] = {
                     "tokens_per_s": rate, "decode_tokens_per_s": decode, "bytes_per_token": served.bytes_per_token,
                     "compile_s": served.compile_seconds, "load_s": load_s}
+                if not compiled:
+                    out[f"concurrent_{weights}"] = self._concurrent_rate(engine)
                 engine.close()
         return out
+
+    def _concurrent_rate(self, engine) -> float:
+        """The 8 concurrent requests through ``engine`` (another weights setting): tokens/s, the median of 3 rounds
+        after a warm-up, as the side's own run is measured."""
+        prompts, new = self.config["prompts"], self.config["new_tokens"]
+        self._concurrent(prompts, 8, engine)
+        rates = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            tokens = sum(map(len, self._concurrent(prompts, new, engine)))
+            rates.append(tokens / (time.perf_counter() - t0))
+        return statistics.median(rates)
 
 
 def start_llama_server(gguf: str, slots: int, threads: int) -> tuple[subprocess.Popen, int]:
@@ -245,7 +260,8 @@ def ask_llama(port: int, prompt: str, new_tokens: int) -> dict:
 
 class LlamaCpp(common.Side):
     """llama.cpp's llama-server on the packaged GGUF, ``LLAMA_SLOTS`` parallel slots, the side's threads; in
-    ``extra``, batch 1 on each of its files (Q4_1, and the F32 and Q8_0 re-encodings), one server each."""
+    ``extra``, batch 1 and the concurrent requests on each of its files (Q4_1, and the F32 and Q8_0 re-encodings),
+    one server with ``LLAMA_SLOTS`` slots each."""
 
     def __init__(self, config, args):
         super().__init__(config, args)
@@ -254,12 +270,23 @@ class LlamaCpp(common.Side):
             return
         self.proc, self.port = start_llama_server(config["gguf"], LLAMA_SLOTS, args.threads)
 
-    def _concurrent(self, new_tokens: int) -> list[list[int]]:
+    def _concurrent(self, new_tokens: int, port: int | None = None) -> list[list[int]]:
         if self.proc is None:
             return []
+        port = port or self.port
         with ThreadPoolExecutor(len(self.config["prompts"])) as pool:
-            answers = list(pool.map(lambda p: ask_llama(self.port, p, new_tokens), self.config["prompts"]))
+            answers = list(pool.map(lambda p: ask_llama(port, p, new_tokens), self.config["prompts"]))
         return [[0] * a["usage"]["completion_tokens"] for a in answers]  # units: tokens (the text is not compared)
+
+    def _concurrent_rate(self, port: int) -> float:
+        """The concurrent requests on another file's server: tokens/s, the median of 3 rounds after a warm-up."""
+        self._concurrent(8, port)
+        rates = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            tokens = sum(map(len, self._concurrent(self.config["new_tokens"], port)))
+            rates.append(tokens / (time.perf_counter() - t0))
+        return statistics.median(rates)
 
     def warmup(self):
         self._concurrent(8)
@@ -279,16 +306,19 @@ class LlamaCpp(common.Side):
         out = {"batch1_decode_tokens_per_s": self._batch1(self.port),
                "gguf_bytes": os.path.getsize(self.config["gguf"]), "batch1": {}}
         self.proc.kill()
+        out["concurrent"] = {}
         for kind, path in self.config["gguf_variants"].items():
             if kind == "Q4_1":
-                rate = out["batch1_decode_tokens_per_s"]
+                rate, concurrent = out["batch1_decode_tokens_per_s"], None  # the side's own run
             else:
-                proc, port = start_llama_server(path, 1, self.args.threads)
+                proc, port = start_llama_server(path, LLAMA_SLOTS, self.args.threads)
                 try:
-                    rate = self._batch1(port)
+                    rate, concurrent = self._batch1(port), self._concurrent_rate(port)
                 finally:
                     proc.kill()
             out["batch1"][kind] = {"decode_tokens_per_s": rate, "bytes": os.path.getsize(path)}
+            if concurrent is not None:
+                out["concurrent"][kind] = concurrent
         return out
 
 
@@ -342,11 +372,11 @@ def report(reports: dict, config: dict) -> list[str]:
             line += (f"; llama.cpp {kind} {p:.1f} tokens/s, {peer[kind]['bytes'] / 1e6:.0f} MB -> bound {pb:.1f} "
                      f"({p / pb:.0%} of it); engine/llama.cpp {e['decode_tokens_per_s'] / p:.2f}x")
         lines.append(line)
-    if peer:
-        ll = reports["llama"]
-        lines.append(f"{len(config['prompts'])} concurrent: engine ({extra.get('weights', 'fp32')}) "
-                     f"{reports['engine'].per_s:.1f} tokens/s, llama.cpp Q4_1 with {LLAMA_SLOTS} slots "
-                     f"{ll.per_s:.1f} tokens/s = {reports['engine'].per_s / ll.per_s:.2f}x")
+    for weights, (rate, kind, p) in concurrent_rates(reports).items():
+        line = f"{len(config['prompts'])} concurrent, {weights} weights: engine {rate:.1f} tokens/s"
+        if p is not None:
+            line += f"; llama.cpp {kind} with {LLAMA_SLOTS} slots {p:.1f} tokens/s; engine/llama.cpp {rate / p:.2f}x"
+        lines.append(line)
     return lines + [f"memory read bandwidth {bw / 1e9:.1f} GB/s ({config['threads']} threads); weights "
             f"{extra['weight_bytes'] / 1e6:.0f} MB ({extra['dtype']}) read once per token at batch 1 -> bound "
             f"{bound:.1f} tokens/s",
@@ -359,6 +389,18 @@ def report(reports: dict, config: dict) -> list[str]:
 # the issue's targets at batch 1: fp32 at 70% of the bandwidth bound; int8 at least llama.cpp's Q8_0 and 0.8x its Q4
 BATCH1_TARGETS = {"int8": (("Q8_0", 1.0), ("Q4_1", 0.8)), "int4": (("Q4_1", 0.8),), "fp32": (("F32", None),)}
 BOUND_TARGET = 0.7
+CONCURRENT_TARGET = 1.0  # 8 concurrent: at least llama.cpp's 8 parallel slots on its file of the same precision
+
+
+def concurrent_rates(reports: dict) -> dict[str, tuple[float, str, float | None]]:
+    """The 8 concurrent requests at each weights setting measured: {weights: (engine tokens/s, llama.cpp's file of
+    the same precision, its tokens/s with the same number of slots or None where it was not measured)}."""
+    eng = reports["engine"]
+    ll = reports["llama"] if "llama" in reports and reports["llama"].extra else None
+    peer = {"Q4_1": ll.per_s, **ll.extra.get("concurrent", {})} if ll is not None else {}
+    rates = {eng.extra.get("weights", "fp32"): eng.per_s}
+    rates.update({w: eng.extra[f"concurrent_{w}"] for w in ENGINE_WEIGHTS if f"concurrent_{w}" in eng.extra})
+    return {w: (rate, LLAMA_TYPES[w], peer.get(LLAMA_TYPES[w])) for w, rate in rates.items() if w in LLAMA_TYPES}
 
 
 def rows(reports: dict, config: dict) -> list[dict]:
@@ -378,9 +420,18 @@ def rows(reports: dict, config: dict) -> list[dict]:
     if "llama" not in reports or not reports["llama"].extra:
         return out
     ll = reports["llama"]
-    out.append(common.peer_row(task, f"llama.cpp llama-server Q4_1, {LLAMA_SLOTS} parallel slots",
-                               (eng.per_s, "tokens/s"), (ll.per_s, "tokens/s"), eng.per_s / ll.per_s, 1.0,
+    # the engine's default (fp32) against the packaged file as it is: different precisions, so no target here;
+    # the targets are on the rows of the same precision below
+    out.append(common.peer_row(task, f"llama.cpp llama-server Q4_1, {LLAMA_SLOTS} parallel slots (engine "
+                                     f"{eng.extra.get('weights', 'fp32')} weights)",
+                               (eng.per_s, "tokens/s"), (ll.per_s, "tokens/s"), eng.per_s / ll.per_s, None,
                                (None, "not compared: different weights (fp32 engine, Q4_1 GGUF)")))
+    for weights, (rate, kind, p) in concurrent_rates(reports).items():
+        if p is not None:
+            out.append(common.peer_row(task, f"llama.cpp llama-server {kind}, {LLAMA_SLOTS} parallel slots "
+                                             f"(engine {weights} weights)", (rate, "tokens/s"), (p, "tokens/s"),
+                                       rate / p, CONCURRENT_TARGET,
+                                       (None, "perplexity and greedy text: bench/generation_weights.py")))
     peer = ll.extra.get("batch1", {})
     for weights, pairs in [(w, p) for w0, p in BATCH1_TARGETS.items() for w in (w0, f"{w0}+compile")]:
         if weights not in rates:

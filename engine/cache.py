@@ -39,10 +39,14 @@ def module_nbytes(*modules: Any) -> int:
     for module in modules:
         tensors = list(module.parameters()) + list(module.buffers())
         for t in tensors:
-            if t.layout != torch.strided:  # sparse buffers (whisper's alignment heads) are tiny and have no data_ptr
+            if t.layout == torch._mkldnn:  # oneDNN's packed weights (engine.weights.PackedLinear): no data_ptr
+                key = id(t)
+            elif t.layout != torch.strided:  # sparse buffers (whisper's alignment heads) are tiny and have no data_ptr
                 continue
-            if t.data_ptr() not in seen:
-                seen.add(t.data_ptr())
+            else:
+                key = t.data_ptr()
+            if key not in seen:
+                seen.add(key)
                 total += t.numel() * t.element_size()
     return total
 

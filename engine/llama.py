@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .weights import INT4_GROUP, Int4Linear
+from .weights import INT4_GROUP, Int4Linear, PackedLinear, fuse_parts, tensor_key
 
 __all__ = ["LlamaDecoder", "unsupported"]
 
@@ -140,10 +140,21 @@ class LlamaDecoder:
         self._buffers = [None] * len(self.layers)
         return time.perf_counter() - start
 
-    def use_weights(self, model: Any, convert: Callable[[torch.nn.Linear], torch.nn.Module] | None) -> None:
+    def use_weights(self, model: Any, convert: Callable[[torch.nn.Linear], torch.nn.Module] | None,
+                    pack: bool = False) -> None:
         """After ``model``'s Linear layers were converted (``convert``: the layer type they became, e.g.
         :class:`~engine.weights.Int8Linear`, or None when they stayed as they were): the fused layers converted the
-        same way, the others (o, down, the output layer) taken from the converted model."""
+        same way, the others (o, down, the output layer) taken from the converted model.
+
+        ``pack`` (fp32 weights on the CPU, :func:`~engine.weights.packing_available`): every product of the step
+        through weights packed once for oneDNN (:class:`~engine.weights.PackedLinear`) instead, and the model's
+        own layers made to use the same packed tensors, so that nothing is stored twice: its q/k/v and gate/up
+        layers become parts of the fused ones (:class:`~engine.weights.FusedPart`: transformers' prefill computes
+        each fused product once and slices it), o and down are replaced by their packed form. The output layer
+        gets a packed copy when it is the embedding table too (the table is still read a row at a time)."""
+        if pack:
+            self._pack(model)
+            return
         with torch.no_grad():
             for entry, layer in zip(self.layers, model.model.layers):
                 for name in ("qkv", "gate_up"):
@@ -152,16 +163,39 @@ class LlamaDecoder:
                 entry["o"], entry["down"] = layer.self_attn.o_proj, layer.mlp.down_proj
         self.lm_head = model.lm_head
 
+    def _pack(self, model: Any) -> None:
+        with torch.no_grad():
+            for entry, layer in zip(self.layers, model.model.layers):
+                attn, mlp = layer.self_attn, layer.mlp
+                for name, parent, names in (("qkv", attn, ("q_proj", "k_proj", "v_proj")),
+                                            ("gate_up", mlp, ("gate_proj", "up_proj"))):
+                    olds = [getattr(parent, n) for n in names]
+                    entry[name] = PackedLinear(entry[name].weight)
+                    for n, part in zip(names, fuse_parts(entry[name], [old.out_features for old in olds])):
+                        setattr(parent, n, part)
+                attn.o_proj = entry["o"] = PackedLinear(attn.o_proj.weight, attn.o_proj.bias)
+                mlp.down_proj = entry["down"] = PackedLinear(mlp.down_proj.weight, mlp.down_proj.bias)
+            head = model.lm_head
+            self.lm_head = PackedLinear(head.weight, getattr(head, "bias", None))
+            if head.weight.data_ptr() != self.embed.data_ptr():  # not tied: the model's own layer is packed too
+                model.lm_head = self.lm_head
+
     def extra_nbytes(self, model: Any) -> int:
-        """Bytes the fused layers hold that ``model`` does not share (nothing at fp32; the quantized copies of the
-        fused q/k/v and gate/up weights otherwise)."""
-        shared = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+        """Bytes the step's own layers hold that ``model`` does not share: nothing at fp32 (packed or not) but the
+        packed copy of a tied output layer; the quantized copies of the fused q/k/v and gate/up weights otherwise."""
+        def key(t: torch.Tensor) -> int:
+            return t.untyped_storage().data_ptr() if t.layout == torch.strided else tensor_key(t)
+
+        shared = {key(t) for t in [*model.parameters(), *model.buffers()]}
         total = 0
-        for entry in self.layers:
-            for name in ("qkv", "gate_up"):
-                for t in [*entry[name].parameters(), *entry[name].buffers()]:
-                    if t.untyped_storage().data_ptr() not in shared:
-                        total += t.numel() * t.element_size()
+        modules = [entry[name] for entry in self.layers for name in ("qkv", "gate_up")]
+        if isinstance(self.lm_head, torch.nn.Module):
+            modules.append(self.lm_head)
+        for module in modules:
+            for t in [*module.parameters(), *module.buffers()]:
+                if key(t) not in shared:
+                    shared.add(key(t))
+                    total += t.numel() * t.element_size()
         return total
 
     def _column(self, index: int, layer: Any, batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,3 +65,34 @@ def test_run_all_writes_the_json_table(tmp_path: Path) -> None:
     assert row["ratio"] == pytest.approx(row["peer_value"]["value"] / row["engine"]["value"], rel=0.01)
     assert isinstance(row["met"], bool) and "labels" in row["agreement"]["measures"]
     assert f"wrote 1 rows to {out}" in proc.stdout
+
+
+def _side(name: str, per_s: float, extra: dict) -> common.SideReport:
+    # 64 tokens a round at per_s tokens/s
+    return common.SideReport(name, 1.0, (64 / per_s,) * 3, (1.0,) * 3, 64, 100.0, None, extra)
+
+
+def test_generation_pairs_each_precision_with_llama_cpp_s_file_of_the_same_precision() -> None:
+    import generation
+
+    engine = _side("engine", 100.0, {"weights": "fp32", "weight_bytes": 538e6, "batch1_decode_tokens_per_s": 30.0,
+                                     "batch1_tokens_per_s": 28.0, "dtype": "torch.float32",
+                                     "concurrent_int8": 150.0, "concurrent_int4": 180.0,
+                                     "batch1_int8": {"decode_tokens_per_s": 60.0, "bytes_per_token": 135e6}})
+    llama = _side("llama", 160.0, {"batch1": {"Q8_0": {"decode_tokens_per_s": 150.0, "bytes": 145e6}},
+                                   "concurrent": {"F32": 80.0, "Q8_0": 200.0}})
+    generation._BANDWIDTH["b"] = 30e9
+    rows = {r["peer"]: r for r in generation.rows({"engine": engine, "llama": llama}, {"threads": 2})}
+    same = {p: r for p, r in rows.items() if "parallel slots" in p and r["target"] == 1.0}
+    assert sorted(same) == ["llama.cpp llama-server F32, 8 parallel slots (engine fp32 weights)",
+                            "llama.cpp llama-server Q4_1, 8 parallel slots (engine int4 weights)",
+                            "llama.cpp llama-server Q8_0, 8 parallel slots (engine int8 weights)"]
+    assert same["llama.cpp llama-server F32, 8 parallel slots (engine fp32 weights)"]["ratio"] == 1.25
+    assert same["llama.cpp llama-server Q8_0, 8 parallel slots (engine int8 weights)"]["met"] is False  # 0.75x
+    q4 = same["llama.cpp llama-server Q4_1, 8 parallel slots (engine int4 weights)"]
+    assert q4["ratio"] == 1.125 and q4["met"] is True and q4["peer_value"]["value"] == 160.0
+    mixed = rows["llama.cpp llama-server Q4_1, 8 parallel slots (engine fp32 weights)"]
+    assert mixed["target"] is None and mixed["met"] is None  # different precisions: shown, not judged
+    assert rows["llama.cpp Q8_0 batch 1 (engine int8 weights)"]["ratio"] == 0.4
+    lines = generation.report({"engine": engine, "llama": llama}, {"threads": 2, "prompts": ["x"] * 8})
+    assert any(line.startswith("8 concurrent, int4 weights: engine 180.0 tokens/s; llama.cpp Q4_1") for line in lines)

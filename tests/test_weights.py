@@ -11,8 +11,8 @@ import torch
 from engine import Engine, Settings
 from engine.errors import InvalidOptionsError
 from engine.registry import ModelSpec, Registry
-from engine.weights import (INT4_GROUP, Int4Linear, Int8Linear, apply_weights, bytes_per_token, quantize_int4,
-                            quantize_int8, resolve_weights)
+from engine.weights import (INT4_GROUP, Int4Linear, Int8Linear, PackedLinear, apply_weights, bytes_per_token,
+                            fuse_parts, packing_available, quantize_int4, quantize_int8, resolve_weights)
 
 BF16_EPS = 2.0**-8  # bfloat16's unit roundoff (8 significant bits)
 
@@ -102,3 +102,66 @@ def test_generation_serves_reduced_weights(tiny_causal_lm, weights) -> None:
         assert all(0 <= t.prob <= 1 for t in result.tokens)
     finally:
         engine.close()
+
+
+# --- fp32 weights packed once for oneDNN (engine.weights.PackedLinear, FusedPart) ---------------------------------
+needs_packing = pytest.mark.skipif(not packing_available(), reason="this torch cannot pack weights for oneDNN")
+
+
+@needs_packing
+def test_packed_linear_gives_f_linear_at_any_batch() -> None:
+    rng = torch.Generator().manual_seed(0)
+    w, b = torch.randn(40, 24, generator=rng), torch.randn(40, generator=rng)
+    packed = PackedLinear(w, b)
+    assert packed.packed.layout == torch._mkldnn and torch.equal(packed.weight, w)  # a dense copy on demand
+    for shape in ((24,), (1, 24), (8, 24), (3, 5, 24), (300, 24)):
+        x = torch.randn(*shape, generator=rng)
+        assert torch.allclose(packed(x), torch.nn.functional.linear(x, w, b), atol=1e-5, rtol=1e-5), shape
+
+
+@needs_packing
+def test_fused_parts_compute_the_fused_product_once_per_input() -> None:
+    rng = torch.Generator().manual_seed(1)
+    layers = [torch.nn.Linear(16, n, bias=False) for n in (8, 4, 4)]
+    fused = PackedLinear(torch.cat([lin.weight for lin in layers]))
+    calls = []
+    fused.register_forward_hook(lambda module, args, out: calls.append(args[0]))
+    parts = fuse_parts(fused, [8, 4, 4])
+    x, y = torch.randn(3, 16, generator=rng), torch.randn(3, 16, generator=rng)
+    with torch.no_grad():
+        for part, lin in zip(parts, layers):  # q, k, v on one hidden state: one product
+            assert torch.allclose(part(x), lin(x), atol=1e-5)
+        assert len(calls) == 1 and parts[0]._group[0] is None  # every part served: the group let go of x
+        assert torch.allclose(parts[1](y), layers[1](y), atol=1e-5)  # another input: computed for it
+        assert torch.allclose(parts[1](y), layers[1](y), atol=1e-5)  # the same part twice: computed again
+        assert torch.allclose(parts[0](x), layers[0](x), atol=1e-5) and len(calls) == 4
+    assert torch.equal(parts[2].weight, layers[2].weight.detach())
+
+
+@needs_packing
+def test_fp32_llama_on_the_cpu_decodes_through_packed_weights_stored_once(tiny_causal_lm) -> None:
+    """The served fp32 Llama's step and transformers' own forward pass (prefill) read the same packed tensors: no
+    plain copy of a Linear weight is left, the bytes held are the model's (plus a packed copy of the tied output
+    layer), and the prefill's logits are the plain model's."""
+    from transformers import AutoModelForCausalLM
+
+    from engine.cache import module_nbytes
+    from engine.tasks.generation import CausalLM
+    from engine.weights import FusedPart
+
+    spec = ModelSpec("tiny", "text-generation", "causal-lm", f"path:{tiny_causal_lm}")
+    served = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_causal_lm, dtype=torch.float32).eval()
+    layer = served.model.model.layers[0]
+    assert isinstance(layer.self_attn.q_proj, FusedPart) and isinstance(layer.mlp.up_proj, FusedPart)
+    assert layer.self_attn.q_proj.fused is served.decoder.layers[0]["qkv"]
+    assert isinstance(layer.self_attn.o_proj, PackedLinear) and served.decoder.layers[0]["o"] is layer.self_attn.o_proj
+    assert not any(isinstance(m, torch.nn.Linear) for m in served.model.model.layers.modules())
+    tied = plain.lm_head.weight.data_ptr() == plain.model.embed_tokens.weight.data_ptr()
+    head = plain.lm_head.weight.numel() * 4 if tied else 0
+    assert served.nbytes == module_nbytes(plain) + head
+    assert bytes_per_token(served.model) == bytes_per_token(plain)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    with torch.inference_mode():
+        got, want = served.model(input_ids=ids).logits, plain(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)

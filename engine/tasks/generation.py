@@ -38,7 +38,7 @@ from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
 from ..llama import LlamaDecoder, unsupported as llama_unsupported
 from ..weights import (WEIGHT_LAYERS, OneDNNLinear, apply_onednn, apply_weights, bytes_per_token,
-                       resolve_weights)
+                       packing_available, resolve_weights)
 from ..worker import More, Request
 from .attention import token_text as token_label
 from .common import check_text
@@ -323,14 +323,17 @@ class CausalLM:
         # one-token steps of Llama-type models skip transformers' per-layer machinery (engine.llama); built before
         # the Linear layers are converted, so that its fused q/k/v and gate/up layers are converted the same way
         self.decoder = LlamaDecoder(self.model) if llama_unsupported(self.model) is None else None
-        convert = None
+        convert, pack = None, False
         if self.weights != "fp32":
             apply_weights(self.model, self.weights)
             convert = WEIGHT_LAYERS[self.weights]
         elif apply_onednn(self.model):  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
             convert = OneDNNLinear
+            # ... through weights packed for it once (engine.weights.PackedLinear), except in a compiled step
+            # (the packed tensors are opaque to torch.compile, which packs its own)
+            pack = not compile and packing_available()
         if self.decoder is not None:
-            self.decoder.use_weights(self.model, convert)
+            self.decoder.use_weights(self.model, convert, pack)
         self.compile_seconds = None  # how long torch.compile took at load (settings.compile), None when not compiled
         if compile and self.decoder is not None:
             try:
