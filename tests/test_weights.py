@@ -165,3 +165,37 @@ def test_fp32_llama_on_the_cpu_decodes_through_packed_weights_stored_once(tiny_c
     with torch.inference_mode():
         got, want = served.model(input_ids=ids).logits, plain(input_ids=ids).logits
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def _greedy_steps(served, prompts: list[list[int]], steps: int) -> list[list[int]]:
+    from transformers import DynamicCache
+
+    with torch.inference_mode():
+        cache = DynamicCache(config=served.model.config)
+        logits, mask, positions = served._prefill(prompts, cache)
+        tokens = []
+        for _ in range(steps):
+            nxt = logits.argmax(-1)
+            tokens.append(nxt.tolist())
+            mask = torch.cat([mask, mask.new_ones((len(prompts), 1))], dim=1)
+            positions = positions + 1
+            logits = served._forward(nxt[:, None], mask, positions[:, None], cache, step=True)
+    return tokens
+
+
+def test_fp32_llama_without_packing_decodes_the_same(tiny_causal_lm, monkeypatch) -> None:
+    """Where this torch cannot pack weights for oneDNN, fp32 generation keeps the plain layers (the model's own q/k/v
+    views into the step's fused weights) and decodes the same greedy tokens, left-padded rows included."""
+    from engine.tasks import generation
+    from engine.tasks.generation import CausalLM
+    from engine.weights import FusedPart
+
+    spec = ModelSpec("tiny", "text-generation", "causal-lm", f"path:{tiny_causal_lm}")
+    monkeypatch.setattr(generation, "packing_available", lambda: False)
+    plain = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32)
+    monkeypatch.undo()
+    packed = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32)
+    assert not isinstance(plain.model.model.layers[0].self_attn.q_proj, FusedPart)
+    assert isinstance(packed.model.model.layers[0].self_attn.q_proj, FusedPart) == packing_available()
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13]]
+    assert _greedy_steps(plain, prompts, 12) == _greedy_steps(packed, prompts, 12)
