@@ -294,6 +294,41 @@ def test_failed_windows_are_decoded_again_hotter(tiny: Engine, monkeypatch: pyte
     assert temperatures == [(0.0, 1), (0.5, 1)]  # random weights babble: repetitive or unsure, so retried once
 
 
+def test_hotter_decodes_draw_from_a_fixed_seed(tiny: Engine, monkeypatch: pytest.MonkeyPatch):
+    """The sampled decodes give the same text for the same audio whatever was drawn before them, and leave torch's
+    global generator where it was."""
+    import torch
+    import whisper
+
+    texts, decode = [], whisper.decode
+
+    def recording(model, features, options):
+        out = decode(model, features, options)
+        texts.append([r.text for r in out])
+        return out
+
+    monkeypatch.setattr(whisper, "decode", recording)
+    monkeypatch.setattr(speech, "TEMPERATURES", (1.0,))
+    audio = (SAMPLE_RATE, (0.3 * np.sin(np.arange(2 * SAMPLE_RATE) / 5)).astype(np.float32))
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        tiny.transcribe(audio)
+    torch.manual_seed(3)
+    before = torch.rand(4)
+    torch.manual_seed(3)
+    tiny.transcribe(audio)
+    assert torch.equal(torch.rand(4), before)  # the global generator as it was
+    assert len(texts) == 3 and texts[0] == texts[1] == texts[2] and texts[0][0]
+
+
+@pytest.mark.parametrize("text, repetitive", [
+    ("\u200bA\u200bA\u200bA\u200bA\u200bA\u200bA\u200bA", True), ("Nu vădă, nu vădă, nu vădă, nu vădă, nu vădă.", True),
+    ("la la la la la la", True), ("The cat sat on the mat and the dog sat on the rug.", False),
+    ("Yes, yes, yes.", False), ("Good morning, good morning, good morning to you all.", False)])
+def test_short_texts_that_repeat_a_word_or_two_count_as_failed(text: str, repetitive: bool):
+    assert speech._repetitive(text) is repetitive
+
+
 def test_english_only_checkpoint_refuses_translation_after_loading(tiny: Engine, one_temperature):
     samples = (0.3 * np.sin(np.arange(SAMPLE_RATE) / 7)).astype(np.float32)
     with pytest.raises(InvalidOptionsError, match="English-only"):
@@ -319,23 +354,25 @@ def test_a_cancelled_request_stops(tiny: Engine):
 # --- the decoding step (engine/tasks/whisper_step.py) -----------------------------------------------------------------
 def _tiny_pair(path: Path, weights: str) -> tuple:
     """Two copies of a tiny random Whisper: whisper's own, and one decoding through the engine's step (oneDNN fp32
-    products, or int8 weights)."""
+    products, the same through weights packed for oneDNN (``packed``, where torch can), or int8 weights)."""
     import torch
     import whisper
 
     from engine.tasks import whisper_step
-    from engine.weights import apply_onednn
+    from engine.weights import apply_onednn, packing_available
 
+    if weights == "packed" and not packing_available():
+        pytest.skip("this torch cannot pack weights for oneDNN")
     plain = whisper.load_model(str(path), device="cpu").eval()
     fast = whisper.load_model(str(path), device="cpu").eval()
     apply_onednn(fast, (torch.nn.Linear, whisper.model.Linear))
     if weights == "int8":
         whisper_step.quantize_decoder(fast.decoder)
-    whisper_step.install(fast.decoder)
+    whisper_step.install(fast.decoder, pack=weights == "packed")
     return plain, fast
 
 
-@pytest.mark.parametrize("weights", ["fp32", "int8"])
+@pytest.mark.parametrize("weights", ["fp32", "packed", "int8"])
 def test_the_decoding_step_gives_whispers_own_logits(tiny_whisper: Path, weights: str):
     """Cached calls through the step (a first call of several tokens, single tokens, then several new tokens after
     cached ones) against one uncached pass of whisper's own forward over the whole sequence, batch of two."""
@@ -352,21 +389,23 @@ def test_the_decoding_step_gives_whispers_own_logits(tiny_whisper: Path, weights
         want = plain.decoder(tokens, audio)
         uncached = fast.decoder(tokens, audio)  # the step's model without a cache: whisper's forward, same layers
     scale = want.abs().max().item()
-    if weights == "fp32":  # the same arithmetic in another order: float32 rounding
+    if weights in ("fp32", "packed"):  # the same arithmetic in another order: float32 rounding
         torch.testing.assert_close(got, want, rtol=0, atol=1e-4 * scale)
+        torch.testing.assert_close(uncached, want, rtol=0, atol=1e-4 * scale)  # packed: q/k/v as parts of one
     else:  # int8 weights and bf16 activations: close to fp32, and the same as the same layers without the step
         assert (got - want).abs().max().item() < 0.05 * scale
         assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
         torch.testing.assert_close(got, uncached, rtol=0, atol=0.01 * scale)
 
 
-def test_whisper_decode_through_the_step_finds_the_same_tokens(tiny_whisper: Path):
+@pytest.mark.parametrize("weights", ["fp32", "packed"])
+def test_whisper_decode_through_the_step_finds_the_same_tokens(tiny_whisper: Path, weights: str):
     """whisper.decode itself, greedy on two windows and beam search on one (it reorders the cache's rows; whisper's
     own beam search takes one window at a time), with and without the step."""
     import torch
     import whisper
 
-    plain, fast = _tiny_pair(tiny_whisper, "fp32")
+    plain, fast = _tiny_pair(tiny_whisper, weights)
     mel = torch.randn(2, 80, 3000, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         features = plain.embed_audio(mel)
@@ -378,12 +417,13 @@ def test_whisper_decode_through_the_step_finds_the_same_tokens(tiny_whisper: Pat
             assert [round(r.avg_logprob, 3) for r in got] == [round(r.avg_logprob, 3) for r in want]
 
 
-def test_beam_search_reordering_moves_the_steps_cache_rows(tiny_whisper: Path):
+@pytest.mark.parametrize("weights", ["fp32", "packed"])
+def test_beam_search_reordering_moves_the_steps_cache_rows(tiny_whisper: Path, weights: str):
     """whisper's rearrange_kv_cache (``cache[m] = cache[m][rows]`` for each self-attention key/value module) on the
     step's cache: the next step continues each row from the history it was given."""
     import torch
 
-    plain, fast = _tiny_pair(tiny_whisper, "fp32")
+    plain, fast = _tiny_pair(tiny_whisper, weights)
     generator = torch.Generator().manual_seed(2)
     audio = torch.randn(1, 1500, 64, generator=generator)  # one window for every row, as in whisper's beam search
     tokens = torch.randint(0, 5000, (2, 8), generator=generator)

@@ -8,7 +8,7 @@ The task has the same three steps as every other (see :mod:`engine.tasks.embeddi
    is repeated at a boundary. Windows without sound are not decoded at all.
 2. forward, in the model's worker: several windows at a time through the encoder and the decoder (``whisper.decode``
    takes a batch), with whisper's temperature fallback for windows whose decoding failed (repetitive text, or a
-   low average log probability). A window whose last segment was cut short goes back in the queue from that point.
+   low average log probability; the hotter decodes draw from a fixed seed, so a file always gives the same text). A window whose last segment was cut short goes back in the queue from that point.
    Progress is reported after each batch; a cancelled request stops between batches. On the CPU the decoder runs
    through :mod:`engine.tasks.whisper_step` (its cache written in place, its weights fp32 or int8:
    ``--speech-weights``), and the audio encoder in the encoders' dtype (bf16 on a CPU with bf16 units).
@@ -30,9 +30,11 @@ segments says "No speech found".
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import pickle
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -46,7 +48,7 @@ from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidOptionsError, ModelLoadError
 from ..registry import ModelSpec
 from ..subtitles import Segment
-from ..weights import apply_onednn, resolve_speech_weights
+from ..weights import apply_onednn, packing_available, resolve_speech_weights
 from ..worker import Progress, Request
 from . import whisper_step
 from .common import run_each
@@ -76,7 +78,11 @@ STEP_MEMORY_BYTES = 1 << 30  # ... and fewer when their decoder caches would pas
 TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # tried in turn for a window whose decoding failed
 COMPRESSION_RATIO_THRESHOLD = 2.4  # gzip ratio of the text above this: repetitive, decode again hotter
 LOGPROB_THRESHOLD = -1.0  # average log probability below this: unsure, decode again hotter
+# the hotter decodes sample (whisper draws from torch's global generator): each one draws from this seed, within
+# torch.random.fork_rng, so the same audio gives the same transcript whatever ran before it in the process
+FALLBACK_SEED = 0
 NO_SPEECH_THRESHOLD = 0.6  # no-speech probability above this (and unsure text): the window holds no speech
+REPEAT_MIN_WORDS = 6  # _repetitive: texts this long or longer, at most a third of their words distinct
 MIN_TOKENS_PER_ACTIVE_S = 1.0  # ... or (and text this sparse for the sound heard: "Thank you." over 20 s of music)
 TOP_LANGUAGES = 5  # candidate languages reported
 
@@ -233,7 +239,9 @@ class WhisperModel:
             if weights == "int8":
                 whisper_step.quantize_decoder(self.model.decoder)
                 self.weights = "int8"
-            whisper_step.install(self.model.decoder, self.encoder_dtype)
+            # fp32 decoder weights packed once for oneDNN where torch can (whisper_step._pack)
+            whisper_step.install(self.model.decoder, self.encoder_dtype,
+                                 pack=weights != "int8" and packing_available())
         self.english_only = not self.model.is_multilingual
         dims, item = self.model.dims, 2 if self.fp16 else 4
         # the decoder caches keys and values of the 1500 encoder frames in every layer, for every window (and, on the
@@ -354,7 +362,7 @@ class WhisperModel:
         for temperature in TEMPERATURES:
             decoding = whisper.DecodingOptions(task=options.task, language=options.language, fp16=self.fp16,
                                                temperature=temperature)
-            with torch.inference_mode():
+            with torch.inference_mode(), self._seeded(temperature):
                 out = whisper.decode(self.model, features[todo], decoding)
             retry = []
             for i, r in zip(todo, out):
@@ -367,6 +375,22 @@ class WhisperModel:
             if not todo:
                 break
         return results
+
+    def _seeded(self, temperature: float) -> contextlib.AbstractContextManager:
+        """For a sampled decode (``temperature`` > 0): torch's global generator seeded with :data:`FALLBACK_SEED`
+        for its duration, and restored after (``torch.random.fork_rng``), so that the draws depend on the audio
+        alone, not on the requests before. Greedy decodes draw nothing."""
+        if temperature == 0:
+            return contextlib.nullcontext()
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+
+        @contextlib.contextmanager
+        def seeded():
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(FALLBACK_SEED)
+                yield
+
+        return seeded()
 
     def _segments(self, tokens: list[int], start: int, end: int) -> tuple[list[Segment], "_Tail | None"]:
         """One window's tokens as segments with absolute times, and its last segment apart when the model cut it
@@ -419,7 +443,17 @@ def _clock(sample: int) -> str:
 
 
 def _failed(r: "whisper.DecodingResult") -> bool:
-    return r.compression_ratio > COMPRESSION_RATIO_THRESHOLD or r.avg_logprob < LOGPROB_THRESHOLD
+    return (r.compression_ratio > COMPRESSION_RATIO_THRESHOLD or r.avg_logprob < LOGPROB_THRESHOLD
+            or _repetitive(r.text))
+
+
+def _repetitive(text: str) -> bool:
+    """A short text that says one or two words over and over ("A A A A A A A", "nu vădă, nu vădă, ..."): whisper's
+    compression ratio cannot see repetition in a text this short (gzip's own overhead dominates: seven "\u200bA"
+    compress to 2.1, under its 2.4), so such a text counts as repetitive when at least :data:`REPEAT_MIN_WORDS` words
+    are at most a third distinct."""
+    words = re.findall(r"\w+", text.lower())
+    return len(words) >= REPEAT_MIN_WORDS and len(set(words)) * 3 <= len(words)
 
 
 def _no_speech(r: "whisper.DecodingResult", active_s: float) -> bool:

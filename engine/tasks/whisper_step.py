@@ -30,7 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..weights import Int8Linear, OneDNNLinear, _replace, onednn_available, onednn_linear, quantize_int8
+from ..weights import (Int8Linear, OneDNNLinear, PackedLinear, _replace, fuse_parts, onednn_available, onednn_linear,
+                       quantize_int8)
 
 __all__ = ["install", "quantize_decoder"]
 
@@ -143,17 +144,21 @@ def quantize_decoder(decoder: Any) -> int:
     return replaced + 1
 
 
-def install(decoder: Any, cross_dtype: torch.dtype = torch.float32) -> None:
+def install(decoder: Any, cross_dtype: torch.dtype = torch.float32, pack: bool = False) -> None:
     """Make ``decoder`` (a whisper ``TextDecoder`` on the CPU, its layers fp32, oneDNN or int8) run cached calls
     through this step, and every call's vocabulary projection through ``decoder.vocabulary``: the int8 copy of
     :func:`quantize_decoder`, else the embedding table itself as a (oneDNN) Linear layer (whisper computes it as
-    ``x @ W.T``, which MKL runs on one thread for the few rows of a step)."""
+    ``x @ W.T``, which MKL runs on one thread for the few rows of a step). ``pack`` (oneDNN fp32 layers,
+    :func:`~engine.weights.packing_available`): the per-token products through weights packed once for oneDNN
+    instead (:func:`_pack`)."""
     if getattr(decoder, "vocabulary", None) is None:
         table = decoder.token_embedding.weight
         projection = torch.nn.Linear(table.shape[1], table.shape[0], bias=False, device="meta")
         projection.weight = table  # shared, not copied
         decoder.vocabulary = OneDNNLinear(projection) if onednn_available() else projection
     step = _Step(decoder, cross_dtype)
+    if pack and all(isinstance(fused, OneDNNLinear) for fused in step.qkv):
+        _pack(decoder, step)
 
     def forward(self: Any, x: torch.Tensor, xa: torch.Tensor, kv_cache: dict | None = None) -> torch.Tensor:
         if kv_cache is None:
@@ -167,6 +172,27 @@ def install(decoder: Any, cross_dtype: torch.dtype = torch.float32) -> None:
         return _forward(self, step, state, x)
 
     decoder.forward = types.MethodType(forward, decoder)
+
+
+def _pack(decoder: Any, step: _Step) -> None:
+    """The decoder's per-token products through fp32 weights packed once for oneDNN
+    (:class:`~engine.weights.PackedLinear`; with the plain layout oneDNN reorders the weight inside every product of
+    more than one row, and a step here has one row per window or beam): the fused q/k/v (the self-attention's own
+    query, key and value become its parts, :class:`~engine.weights.FusedPart`, for whisper's uncached calls), the
+    attention outputs, the cross-attention queries and the MLP replaced by their packed form, nothing stored twice;
+    the vocabulary projection gets a packed copy of the embedding table (the table is still read a row at a time).
+    The cross-attention keys and values (once per window, 1,500 frames) keep their products."""
+    with torch.no_grad():
+        for i, block in enumerate(decoder.blocks):
+            fused = step.qkv[i] = PackedLinear(step.qkv[i].weight, step.qkv[i].bias)
+            names = ("query", "key", "value")
+            for name, part in zip(names, fuse_parts(fused, [getattr(block.attn, n).out_features for n in names])):
+                setattr(block.attn, name, part)
+            for parent, name in ((block.attn, "out"), (block.cross_attn, "query"), (block.cross_attn, "out"),
+                                 (block.mlp, "0"), (block.mlp, "2")):
+                layer = getattr(parent, name)
+                setattr(parent, name, PackedLinear(layer.weight, layer.bias))
+        decoder.vocabulary = PackedLinear(decoder.token_embedding.weight)
 
 
 def _uncached(decoder: Any, x: torch.Tensor, xa: torch.Tensor) -> torch.Tensor:
