@@ -16,7 +16,7 @@ def status_markdown(engine: Engine) -> str:
     used = sum(m.nbytes for m in s.loaded)
     return (f"**Device:** `{s.device}` · **dtype:** `{s.dtype}` · **CPU threads:** {s.threads} · "
             f"**Generation weights:** `{_weights(engine)}`"
-            f"{' (decoding step compiled)' if engine.settings.compile else ''} · "
+            f"{' (decoding step compiled)' if engine.settings.compile else _packed(engine)} · "
             f"**Encoders:** `{engine.policy.encoder_dtype_name}` · **Whisper decoder:** {_speech_weights(engine)}  \n"
             f"**Why:** {s.reason}  \n"
             f"**AMX bf16 units:** {'yes' if s.amx else 'no'} · **Offline mode:** {'on' if s.offline else 'off'}  \n"
@@ -35,6 +35,14 @@ def _weights(engine: Engine) -> str:
     except InvalidOptionsError as e:  # an explicit int8/int4 on a GPU: loading a model will say so; show it here too
         return f"{chosen} (not usable here: {e})"
     return resolved if chosen == resolved else f"{resolved} ({chosen})"
+
+
+def _packed(engine: Engine) -> str:
+    """Whether fp32 generation on this CPU reads weights packed once for oneDNN (engine.weights.PackedLinear)."""
+    from engine.weights import packing_available
+
+    fp32 = _weights(engine).split(" ")[0] == "fp32"
+    return " (packed once for oneDNN)" if fp32 and engine.policy.device == "cpu" and packing_available() else ""
 
 
 def _speech_weights(engine: Engine) -> str:

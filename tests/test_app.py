@@ -40,6 +40,9 @@ def test_engine_tab_shows_device_and_unloads(running_app):
     engine.embed("load one model")
     status, loaded, _, registry = client.predict(api_name="/engine_status")
     assert engine.policy.device in status and engine.policy.dtype_name in status
+    from engine.weights import packing_available  # fp32 generation on a CPU that can: weights packed for oneDNN
+    packed = engine.policy.device == "cpu" and packing_available() and not engine.settings.compile
+    assert ("packed once for oneDNN" in status) == (packed and "Generation weights:** `fp32" in status)
     assert [row[0] for row in loaded["data"]] == ["all-MiniLM-L6-v2"]
     assert any(row[0] == "SmolLM2-135M-Instruct" for row in registry["data"])
     status, loaded, _, _ = client.predict(name="all-MiniLM-L6-v2", api_name="/unload_model")
