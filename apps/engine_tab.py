@@ -39,10 +39,11 @@ def _weights(engine: Engine) -> str:
 
 def _packed(engine: Engine) -> str:
     """Whether fp32 generation on this CPU reads weights packed once for oneDNN (engine.weights.PackedLinear)."""
-    from engine.weights import packing_available
+    from engine.weights import packing_available, resolve_weights
 
-    fp32 = _weights(engine).split(" ")[0] == "fp32"
-    return " (packed once for oneDNN)" if fp32 and engine.policy.device == "cpu" and packing_available() else ""
+    packed = (engine.policy.device == "cpu" and resolve_weights(engine.settings.weights, "cpu") == "fp32"
+              and packing_available())
+    return " (packed once for oneDNN)" if packed else ""
 
 
 def _speech_weights(engine: Engine) -> str:

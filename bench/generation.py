@@ -210,16 +210,21 @@ class EngineSide(common.Side):
         return out
 
     def _concurrent_rate(self, engine) -> float:
-        """The 8 concurrent requests through ``engine`` (another weights setting): tokens/s, the median of 3 rounds
-        after a warm-up, as the side's own run is measured."""
-        prompts, new = self.config["prompts"], self.config["new_tokens"]
-        self._concurrent(prompts, 8, engine)
-        rates = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            tokens = sum(map(len, self._concurrent(prompts, new, engine)))
-            rates.append(tokens / (time.perf_counter() - t0))
-        return statistics.median(rates)
+        """The 8 concurrent requests through ``engine`` (another weights setting), by :func:`concurrent_rate`."""
+        prompts = self.config["prompts"]
+        return concurrent_rate(lambda new: self._concurrent(prompts, new, engine), self.config["new_tokens"])
+
+
+def concurrent_rate(run, new_tokens: int, rounds: int = 3) -> float:
+    """Tokens/s of ``run(new_tokens)`` (the concurrent requests on a setting other than the side's own; it returns
+    their tokens), the median of ``rounds`` after a warm-up of 8 tokens each, as the sides' own runs are measured."""
+    run(8)
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        tokens = sum(map(len, run(new_tokens)))
+        rates.append(tokens / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 def start_llama_server(gguf: str, slots: int, threads: int) -> tuple[subprocess.Popen, int]:
@@ -279,14 +284,8 @@ class LlamaCpp(common.Side):
         return [[0] * a["usage"]["completion_tokens"] for a in answers]  # units: tokens (the text is not compared)
 
     def _concurrent_rate(self, port: int) -> float:
-        """The concurrent requests on another file's server: tokens/s, the median of 3 rounds after a warm-up."""
-        self._concurrent(8, port)
-        rates = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            tokens = sum(map(len, self._concurrent(self.config["new_tokens"], port)))
-            rates.append(tokens / (time.perf_counter() - t0))
-        return statistics.median(rates)
+        """The concurrent requests on another file's server, by :func:`concurrent_rate`."""
+        return concurrent_rate(lambda new: self._concurrent(new, port), self.config["new_tokens"])
 
     def warmup(self):
         self._concurrent(8)

@@ -17,6 +17,7 @@ import torch
 
 from .device import release_cpu_threads
 from .registry import ModelSpec
+from .weights import tensor_key
 from .worker import Request, Worker
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,11 @@ def module_nbytes(*modules: Any) -> int:
     for module in modules:
         tensors = list(module.parameters()) + list(module.buffers())
         for t in tensors:
-            if t.layout == torch._mkldnn:  # oneDNN's packed weights (engine.weights.PackedLinear): no data_ptr
-                key = id(t)
-            elif t.layout != torch.strided:  # sparse buffers (whisper's alignment heads) are tiny and have no data_ptr
+            # sparse buffers (whisper's alignment heads) are tiny and have no data_ptr; oneDNN's packed weights
+            # (engine.weights.PackedLinear) have none either, and count once each
+            if t.layout not in (torch.strided, torch._mkldnn):
                 continue
-            else:
-                key = t.data_ptr()
+            key = tensor_key(t)
             if key not in seen:
                 seen.add(key)
                 total += t.numel() * t.element_size()

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .weights import INT4_GROUP, Int4Linear, PackedLinear, fuse_parts, tensor_key
+from .weights import INT4_GROUP, Int4Linear, PackedLinear, pack_fused, tensor_key
 
 __all__ = ["LlamaDecoder", "unsupported"]
 
@@ -167,16 +167,12 @@ class LlamaDecoder:
         with torch.no_grad():
             for entry, layer in zip(self.layers, model.model.layers):
                 attn, mlp = layer.self_attn, layer.mlp
-                for name, parent, names in (("qkv", attn, ("q_proj", "k_proj", "v_proj")),
-                                            ("gate_up", mlp, ("gate_proj", "up_proj"))):
-                    olds = [getattr(parent, n) for n in names]
-                    entry[name] = PackedLinear(entry[name].weight)
-                    for n, part in zip(names, fuse_parts(entry[name], [old.out_features for old in olds])):
-                        setattr(parent, n, part)
-                attn.o_proj = entry["o"] = PackedLinear(attn.o_proj.weight, attn.o_proj.bias)
-                mlp.down_proj = entry["down"] = PackedLinear(mlp.down_proj.weight, mlp.down_proj.bias)
+                entry["qkv"] = pack_fused(entry["qkv"], attn, ("q_proj", "k_proj", "v_proj"))
+                entry["gate_up"] = pack_fused(entry["gate_up"], mlp, ("gate_proj", "up_proj"))
+                attn.o_proj = entry["o"] = PackedLinear.from_linear(attn.o_proj)
+                mlp.down_proj = entry["down"] = PackedLinear.from_linear(mlp.down_proj)
             head = model.lm_head
-            self.lm_head = PackedLinear(head.weight, getattr(head, "bias", None))
+            self.lm_head = PackedLinear.from_linear(head)
             if head.weight.data_ptr() != self.embed.data_ptr():  # not tied: the model's own layer is packed too
                 model.lm_head = self.lm_head
 

@@ -35,7 +35,7 @@ from .errors import InvalidOptionsError
 __all__ = ["WEIGHTS", "check_weights", "resolve_weights", "resolve_speech_weights", "apply_weights", "bytes_per_token",
            "BF16Linear", "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "onednn_linear",
            "apply_onednn", "quantize_int8", "quantize_int4", "PackedLinear", "FusedPart", "fuse_parts",
-           "packing_available", "tensor_key", "PACK_ROWS"]
+           "pack_fused", "packing_available", "tensor_key", "PACK_ROWS"]
 log = logging.getLogger(__name__)
 
 INT4_GROUP = 32  # weights per int4 scale and offset (llama.cpp's Q4 blocks hold 32 too)
@@ -246,6 +246,11 @@ class PackedLinear(torch.nn.Module):
                                                                                PACK_ROWS))
         self.bias = None if bias is None else torch.nn.Parameter(bias.detach(), requires_grad=False)
 
+    @classmethod
+    def from_linear(cls, layer: torch.nn.Module) -> "PackedLinear":
+        """The packed form of a Linear-type ``layer`` (``weight`` (out, in), ``bias`` or None)."""
+        return cls(layer.weight, getattr(layer, "bias", None))
+
     @property
     def weight(self) -> torch.Tensor:
         return self.packed.to_dense()
@@ -270,12 +275,12 @@ class FusedPart(torch.nn.Module):
     Any other input (another tensor object, a part asked twice) computes the product anew, so the result is always
     the fused layer's on the input given; concurrent callers at worst compute it twice."""
 
-    def __init__(self, fused: torch.nn.Module, start: int, end: int, index: int, group: list) -> None:
+    def __init__(self, fused: torch.nn.Module, start: int, end: int, index: int, parts: int, group: list) -> None:
         super().__init__()
         self.fused, self.start, self.end, self.index = fused, start, end, index
         self.in_features, self.out_features = fused.in_features, end - start
+        self._parts = parts  # how many parts share the group
         self._group = group  # [(input, output, parts served)] shared by the parts of one fused layer, or [None]
-        self._parts = 0  # set by fuse_parts: how many parts share the group
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         held = self._group[0]
@@ -300,11 +305,19 @@ def fuse_parts(fused: torch.nn.Module, sizes: list[int]) -> list[FusedPart]:
     group: list = [None]
     parts, start = [], 0
     for index, size in enumerate(sizes):
-        parts.append(FusedPart(fused, start, start + size, index, group))
+        parts.append(FusedPart(fused, start, start + size, index, len(sizes), group))
         start += size
-    for part in parts:
-        part._parts = len(parts)
     return parts
+
+
+def pack_fused(fused: torch.nn.Module, parent: torch.nn.Module, names: tuple[str, ...]) -> PackedLinear:
+    """``fused`` (the layers ``names`` of ``parent`` side by side) packed, and those layers made its parts
+    (:func:`fuse_parts`), so that the fused weights are the only copy."""
+    packed = PackedLinear.from_linear(fused)
+    sizes = [getattr(parent, name).out_features for name in names]
+    for name, part in zip(names, fuse_parts(packed, sizes)):
+        setattr(parent, name, part)
+    return packed
 
 
 PACK_ROWS = 8  # the rows PackedLinear's weights are reordered for (the benchmark's 8 concurrent requests)

@@ -8,7 +8,8 @@ The task has the same three steps as every other (see :mod:`engine.tasks.embeddi
    is repeated at a boundary. Windows without sound are not decoded at all.
 2. forward, in the model's worker: several windows at a time through the encoder and the decoder (``whisper.decode``
    takes a batch), with whisper's temperature fallback for windows whose decoding failed (repetitive text, or a
-   low average log probability; the hotter decodes draw from a fixed seed, so a file always gives the same text). A window whose last segment was cut short goes back in the queue from that point.
+   low average log probability; the hotter decodes draw from a fixed seed, so a file always gives the same text).
+   A window whose last segment was cut short goes back in the queue from that point.
    Progress is reported after each batch; a cancelled request stops between batches. On the CPU the decoder runs
    through :mod:`engine.tasks.whisper_step` (its cache written in place, its weights fp32 or int8:
    ``--speech-weights``), and the audio encoder in the encoders' dtype (bf16 on a CPU with bf16 units).
@@ -362,7 +363,7 @@ class WhisperModel:
         for temperature in TEMPERATURES:
             decoding = whisper.DecodingOptions(task=options.task, language=options.language, fp16=self.fp16,
                                                temperature=temperature)
-            with torch.inference_mode(), self._seeded(temperature):
+            with torch.inference_mode(), _seeded(temperature, self.device):
                 out = whisper.decode(self.model, features[todo], decoding)
             retry = []
             for i, r in zip(todo, out):
@@ -375,22 +376,6 @@ class WhisperModel:
             if not todo:
                 break
         return results
-
-    def _seeded(self, temperature: float) -> contextlib.AbstractContextManager:
-        """For a sampled decode (``temperature`` > 0): torch's global generator seeded with :data:`FALLBACK_SEED`
-        for its duration, and restored after (``torch.random.fork_rng``), so that the draws depend on the audio
-        alone, not on the requests before. Greedy decodes draw nothing."""
-        if temperature == 0:
-            return contextlib.nullcontext()
-        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
-
-        @contextlib.contextmanager
-        def seeded():
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(FALLBACK_SEED)
-                yield
-
-        return seeded()
 
     def _segments(self, tokens: list[int], start: int, end: int) -> tuple[list[Segment], "_Tail | None"]:
         """One window's tokens as segments with absolute times, and its last segment apart when the model cut it
@@ -440,6 +425,19 @@ def _clock(sample: int) -> str:
     """A position in the audio as m:ss (h:mm:ss past an hour)."""
     minutes, seconds = divmod(round(sample / SAMPLE_RATE), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
+@contextlib.contextmanager
+def _seeded(temperature: float, device: str):
+    """For a sampled decode (``temperature`` > 0) on ``device``: torch's global generator seeded with
+    :data:`FALLBACK_SEED` for its duration, and restored after (``torch.random.fork_rng``), so that the draws depend
+    on the audio alone, not on the requests before. Greedy decodes draw nothing and are left alone."""
+    if temperature == 0:
+        yield
+        return
+    with torch.random.fork_rng(devices=[torch.device(device).index or 0] if device.startswith("cuda") else []):
+        torch.manual_seed(FALLBACK_SEED)
+        yield
 
 
 def _failed(r: "whisper.DecodingResult") -> bool:

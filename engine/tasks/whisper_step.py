@@ -14,8 +14,8 @@ detection, runs whisper's own forward pass, only with the vocabulary projection 
   dtype, :attr:`DevicePolicy.encoder_dtype <engine.device.DevicePolicy>`: 1,500 rows per window are an encoder's
   work), and stores them heads first in fp32 for the attention kernel;
 - runs the per-token products (q/k/v fused, the attention outputs, the MLP and the vocabulary projection) through
-  whatever layers the model holds: oneDNN fp32, or int8 weights (``--speech-weights``, :func:`quantize_decoder`),
-  which read a quarter of the bytes; a step of whisper-base reads 190 MB at fp32, 106 MB of them the vocabulary.
+  whatever layers the model holds: oneDNN fp32 (its weights packed once for oneDNN where torch can, :func:`_pack`),
+  or int8 weights (``--speech-weights``, :func:`quantize_decoder`), which read a quarter of the bytes; a step of whisper-base reads 190 MB at fp32, 106 MB of them the vocabulary.
 
 Its state lives in the ``kv_cache`` dict whisper passes in, under whisper's own keys (the self-attention key and
 value modules), so ``whisper.decode``'s bookkeeping (``cleanup_caching``, and ``rearrange_kv_cache`` for beam
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..weights import (Int8Linear, OneDNNLinear, PackedLinear, _replace, fuse_parts, onednn_available, onednn_linear,
+from ..weights import (Int8Linear, OneDNNLinear, PackedLinear, _replace, onednn_available, onednn_linear, pack_fused,
                        quantize_int8)
 
 __all__ = ["install", "quantize_decoder"]
@@ -184,14 +184,10 @@ def _pack(decoder: Any, step: _Step) -> None:
     The cross-attention keys and values (once per window, 1,500 frames) keep their products."""
     with torch.no_grad():
         for i, block in enumerate(decoder.blocks):
-            fused = step.qkv[i] = PackedLinear(step.qkv[i].weight, step.qkv[i].bias)
-            names = ("query", "key", "value")
-            for name, part in zip(names, fuse_parts(fused, [getattr(block.attn, n).out_features for n in names])):
-                setattr(block.attn, name, part)
+            step.qkv[i] = pack_fused(step.qkv[i], block.attn, ("query", "key", "value"))
             for parent, name in ((block.attn, "out"), (block.cross_attn, "query"), (block.cross_attn, "out"),
                                  (block.mlp, "0"), (block.mlp, "2")):
-                layer = getattr(parent, name)
-                setattr(parent, name, PackedLinear(layer.weight, layer.bias))
+                setattr(parent, name, PackedLinear.from_linear(getattr(parent, name)))
         decoder.vocabulary = PackedLinear(decoder.token_embedding.weight)
 
 
