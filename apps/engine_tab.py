@@ -38,12 +38,18 @@ def _weights(engine: Engine) -> str:
 
 
 def _packed(engine: Engine) -> str:
-    """Whether fp32 generation on this CPU reads weights packed once for oneDNN (engine.weights.PackedLinear)."""
-    from engine.weights import packing_available, resolve_weights
+    """Whether generation on this CPU reads weights packed once for oneDNN: fp32 ones (engine.weights.PackedLinear),
+    bf16 ones and the int8/int4 settings' output layer in bf16 (BF16Linear packed, on CPUs with bf16 units)."""
+    from engine.weights import bf16_packing_available, packing_available, resolve_weights
 
-    packed = (engine.policy.device == "cpu" and resolve_weights(engine.settings.weights, "cpu") == "fp32"
-              and packing_available())
-    return " (packed once for oneDNN)" if packed else ""
+    if engine.policy.device != "cpu":
+        return ""
+    resolved = resolve_weights(engine.settings.weights, "cpu")
+    if resolved == "fp32":
+        return " (packed once for oneDNN)" if packing_available() else ""
+    if not bf16_packing_available():
+        return ""
+    return " (packed once for oneDNN)" if resolved == "bf16" else " (output layer in bf16, packed once for oneDNN)"
 
 
 def _speech_weights(engine: Engine) -> str:

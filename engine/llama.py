@@ -28,11 +28,12 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .weights import INT4_GROUP, Int4Linear, PackedLinear, pack_fused, tensor_key
+from .weights import INT4_GROUP, Int4Linear, OneDNNLinear, PackedLinear, pack_fused, share_fused, tensor_key
 
 __all__ = ["LlamaDecoder", "unsupported"]
 
 RECOMPILE_LIMIT = 64  # compiled graphs of _graph kept in one process (models loaded with --compile, two each)
+QKV, GATE_UP = ("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")  # the layers each fused product joins
 ROOM = 64  # cache columns added at a time when a buffer runs out (or its tensors were replaced by a join or a trim)
 
 
@@ -144,7 +145,8 @@ class LlamaDecoder:
                     pack: bool = False) -> None:
         """After ``model``'s Linear layers were converted (``convert``: the layer type they became, e.g.
         :class:`~engine.weights.Int8Linear`, or None when they stayed as they were): the fused layers converted the
-        same way, the others (o, down, the output layer) taken from the converted model.
+        same way and the model's q/k/v and gate/up layers made their parts (:func:`~engine.weights.share_fused`, so
+        that the converted weights are held once), the others (o, down, the output layer) taken from the model.
 
         ``pack`` (fp32 weights on the CPU, :func:`~engine.weights.packing_available`): every product of the step
         through weights packed once for oneDNN (:class:`~engine.weights.PackedLinear`) instead, and the model's
@@ -157,18 +159,22 @@ class LlamaDecoder:
             return
         with torch.no_grad():
             for entry, layer in zip(self.layers, model.model.layers):
-                for name in ("qkv", "gate_up"):
-                    if convert is not None and not (convert is Int4Linear and entry[name].in_features % INT4_GROUP):
-                        entry[name] = convert(entry[name])
-                entry["o"], entry["down"] = layer.self_attn.o_proj, layer.mlp.down_proj
+                attn, mlp = layer.self_attn, layer.mlp
+                for name, parent, names in (("qkv", attn, QKV), ("gate_up", mlp, GATE_UP)):
+                    if convert is None or convert is Int4Linear and entry[name].in_features % INT4_GROUP:
+                        continue  # the model's layers are still views into the fused weight
+                    entry[name] = convert(entry[name])
+                    if convert is not OneDNNLinear:  # (which reads the same tensor): the model's copies go
+                        share_fused(entry[name], parent, names)
+                entry["o"], entry["down"] = attn.o_proj, mlp.down_proj
         self.lm_head = model.lm_head
 
     def _pack(self, model: Any) -> None:
         with torch.no_grad():
             for entry, layer in zip(self.layers, model.model.layers):
                 attn, mlp = layer.self_attn, layer.mlp
-                entry["qkv"] = pack_fused(entry["qkv"], attn, ("q_proj", "k_proj", "v_proj"))
-                entry["gate_up"] = pack_fused(entry["gate_up"], mlp, ("gate_proj", "up_proj"))
+                entry["qkv"] = pack_fused(entry["qkv"], attn, QKV)
+                entry["gate_up"] = pack_fused(entry["gate_up"], mlp, GATE_UP)
                 attn.o_proj = entry["o"] = PackedLinear.from_linear(attn.o_proj)
                 mlp.down_proj = entry["down"] = PackedLinear.from_linear(mlp.down_proj)
             head = model.lm_head
@@ -177,8 +183,8 @@ class LlamaDecoder:
                 model.lm_head = self.lm_head
 
     def extra_nbytes(self, model: Any) -> int:
-        """Bytes the step's own layers hold that ``model`` does not share: nothing at fp32 (packed or not) but the
-        packed copy of a tied output layer; the quantized copies of the fused q/k/v and gate/up weights otherwise."""
+        """Bytes the step's own layers hold that ``model`` does not share: nothing but the packed copy of a tied
+        output layer at fp32 (the fused layers are the model's own, whatever their form)."""
         def key(t: torch.Tensor) -> int:
             return t.untyped_storage().data_ptr() if t.layout == torch.strided else tensor_key(t)
 

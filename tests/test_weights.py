@@ -11,8 +11,9 @@ import torch
 from engine import Engine, Settings
 from engine.errors import InvalidOptionsError
 from engine.registry import ModelSpec, Registry
-from engine.weights import (INT4_GROUP, Int4Linear, Int8Linear, PackedLinear, apply_weights, bytes_per_token,
-                            fuse_parts, packing_available, quantize_int4, quantize_int8, resolve_weights)
+from engine.weights import (INT4_GROUP, BF16Linear, Int4Linear, Int8Linear, PackedLinear, apply_weights,
+                            bf16_packing_available, bytes_per_token, fuse_parts, packing_available, quantize_int4,
+                            quantize_int8, resolve_weights)
 
 BF16_EPS = 2.0**-8  # bfloat16's unit roundoff (8 significant bits)
 
@@ -199,3 +200,73 @@ def test_fp32_llama_without_packing_decodes_the_same(tiny_causal_lm, monkeypatch
     assert isinstance(packed.model.model.layers[0].self_attn.q_proj, FusedPart) == packing_available()
     prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13]]
     assert _greedy_steps(plain, prompts, 12) == _greedy_steps(packed, prompts, 12)
+
+
+# --- bf16 weights packed once for oneDNN (BF16Linear(packed=True)), reduced weights held once ----------------------
+needs_bf16_packing = pytest.mark.skipif(not bf16_packing_available(),
+                                        reason="no bf16 units on this CPU, or this torch cannot pack bf16 weights")
+
+
+@needs_bf16_packing
+def test_packed_bf16_linear_gives_the_bf16_product_at_any_batch() -> None:
+    """The packed layer computes what the plain bf16 layer does (both round the inputs and weights to bf16 and
+    accumulate in fp32), within bf16 rounding of the result, at every number of rows."""
+    rng = torch.Generator().manual_seed(2)
+    linear = torch.nn.Linear(96, 40)
+    packed, plain = BF16Linear(linear, packed=True), BF16Linear(linear)
+    assert packed.weight.layout == torch._mkldnn and plain.weight.layout == torch.strided
+    for shape in ((96,), (1, 96), (8, 96), (3, 5, 96), (300, 96)):
+        x = torch.randn(*shape, generator=rng)
+        got, want = packed(x), plain(x)
+        assert got.shape == want.shape and got.dtype == torch.float32
+        scale = x.abs() @ linear.weight.detach().abs().T + linear.bias.detach().abs()
+        assert ((got - want).abs() <= 2 * BF16_EPS * scale + 1e-6).all(), shape
+
+
+def test_apply_weights_packs_the_int_settings_output_layer_in_bf16_only_when_asked(tiny_causal_lm) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm, dtype=torch.float32).eval()
+    for weights in ("int8", "int4"):
+        m = copy.deepcopy(model)
+        apply_weights(m, weights)
+        assert isinstance(m.lm_head, Int8Linear)
+        if bf16_packing_available():
+            m = copy.deepcopy(model)
+            apply_weights(m, weights, pack=True)
+            assert isinstance(m.lm_head, BF16Linear) and m.lm_head.packed
+            layers = [mod for name, mod in m.named_modules() if name.endswith("q_proj")]
+            assert layers and all(type(mod) is (Int8Linear if weights == "int8" else Int4Linear) for mod in layers)
+
+
+@pytest.mark.parametrize("weights", ["bf16", "int8", "int4"])
+def test_reduced_weights_are_held_once_and_the_step_agrees_with_the_forward_pass(tiny_causal_lm, weights) -> None:
+    """At bf16, int8 and int4 the model's own q/k/v and gate/up layers are parts of the step's fused layers (one
+    converted copy), the output layer is packed bf16 where the CPU has bf16 units, and a decoding step's logits are
+    those of transformers' forward pass over the whole sequence through the same layers."""
+    from engine.tasks.generation import CausalLM
+    from engine.weights import FusedPart
+
+    spec = ModelSpec("tiny", "text-generation", "causal-lm", f"path:{tiny_causal_lm}")
+    served = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights=weights)
+    layer, entry = served.model.model.layers[0], served.decoder.layers[0]
+    assert isinstance(layer.self_attn.k_proj, FusedPart) and layer.self_attn.k_proj.fused is entry["qkv"]
+    assert isinstance(layer.mlp.gate_proj, FusedPart) and layer.mlp.gate_proj.fused is entry["gate_up"]
+    assert served.decoder.extra_nbytes(served.model) == 0
+    head = served.model.lm_head
+    assert served.decoder.lm_head is head
+    if bf16_packing_available():
+        assert isinstance(head, BF16Linear) and head.packed
+    else:
+        assert isinstance(head, BF16Linear if weights == "bf16" else Int8Linear)
+    from transformers import DynamicCache
+
+    prompt = [5, 6, 7, 8, 9, 10, 11]
+    with torch.inference_mode():
+        cache = DynamicCache(config=served.model.config)
+        logits, mask, positions = served._prefill([prompt], cache)
+        token = logits.argmax(-1)
+        mask = torch.cat([mask, mask.new_ones((1, 1))], dim=1)
+        step = served._forward(token[:, None], mask, positions[:, None] + 1, cache, step=True)
+        whole = served.model(input_ids=torch.tensor([prompt + token.tolist()])).logits[:, -1].float()
+    assert torch.allclose(step, whole, atol=0.02 * whole.abs().max().item(), rtol=0)

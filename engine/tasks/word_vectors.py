@@ -288,8 +288,8 @@ def analogy(engine: "Engine", a: str, b: str, c: str, model: str | None = None, 
 def tied(served: "CausalLM") -> bool:
     """Whether the model scores tokens with its input-embedding table (tied input and output embeddings)."""
     inp, out = served.model.get_input_embeddings(), served.model.get_output_embeddings()
-    if out is None or getattr(out, "bias", None) is not None:
-        return False
+    if out is None or getattr(out, "bias", None) is not None or out.weight.layout != torch.strided:
+        return False  # (an opaque packed copy, engine.weights.BF16Linear, is a rounded copy, not the table)
     return inp.weight.data_ptr() == out.weight.data_ptr() or (
         inp.weight.shape == out.weight.shape and bool(torch.equal(inp.weight, out.weight)))
 
