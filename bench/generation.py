@@ -9,10 +9,11 @@ Peer: llama.cpp's ``llama-server`` (built by scripts/setup-llama-server.sh into 
 never builds it, and leaves the peer out with a note when it is not there) on the packaged SmolLM2 GGUF itself
 (Q4_1), in its own process, with 8 parallel slots: the same 8 requests at once, and batch 1 (one request alone,
 decoding tokens/s from the server's own timings), each with the bytes it reads per token against the bandwidth.
-The engine's batch 1 is also measured with int8 weights (``LLM_LAB_WEIGHTS=int8``) and int4, and with the step
-compiled (``LLM_LAB_COMPILE``) at fp32, int8 and int4, each beside llama.cpp's file of the same precision (F32 and
-Q8_0 made from the packaged Q4_1 by llama-quantize). The 8 concurrent requests are measured at every precision on
-both sides too: the engine with fp32, int8 and int4 weights beside llama-server's 8 slots on F32, Q8_0 and Q4_1.
+The engine's batch 1 is also measured with bf16 weights (``LLM_LAB_WEIGHTS=bf16``), int8 and int4, and with the
+step compiled (``LLM_LAB_COMPILE``) at fp32, int8 and int4, each beside llama.cpp's file of the same precision (F32,
+BF16 and Q8_0 made from the packaged Q4_1 by llama-quantize). The 8 concurrent requests are measured at every
+precision on both sides too: the engine with fp32, bf16, int8 and int4 weights beside llama-server's 8 slots on F32,
+BF16, Q8_0 and Q4_1.
 
     .venv/bin/python bench/generation.py [--quick]
 """
@@ -53,10 +54,10 @@ LLAMA_QUANTIZE = LLAMA_HOME / "bin" / "llama-quantize"
 LLAMA_READY = LLAMA_BIN.is_file() and any(LLAMA_HOME.glob(".built-*"))
 # the same weights re-encoded by llama-quantize, for batch 1 at each precision beside the engine's (engine weights:
 # llama.cpp file type); made once into GGUF_DIR. F32 holds the Q4_1 values in float32: the same bytes as fp32 weights.
-LLAMA_TYPES = {"fp32": "F32", "int8": "Q8_0", "int4": "Q4_1"}
+LLAMA_TYPES = {"fp32": "F32", "bf16": "BF16", "int8": "Q8_0", "int4": "Q4_1"}
 GGUF_DIR = common.ROOT / ".cache" / "bench" / "gguf"
 LLAMA_SLOTS = 8
-ENGINE_WEIGHTS = ("int8", "int4")  # the engine's batch 1 with these weights too (engine.weights), in its extra()
+ENGINE_WEIGHTS = ("bf16", "int8", "int4")  # the engine's batch 1 with these weights too (engine.weights), in its extra()
 # ... and each setting again with the step compiled (LLM_LAB_COMPILE: torch.compile at load; its time is reported)
 ENGINE_COMPILED = ("fp32", "int8", "int4")
 
@@ -69,15 +70,15 @@ def gguf_path() -> str:
 
 
 def llama_variants(q4_1: str) -> dict[str, str]:
-    """The packaged Q4_1 GGUF and its F32 and Q8_0 re-encodings (made with llama-quantize when missing; left out,
-    with a note, when llama-quantize is not built)."""
+    """The packaged Q4_1 GGUF and its F32, BF16 and Q8_0 re-encodings (made with llama-quantize when missing; left
+    out, with a note, when llama-quantize is not built)."""
     files = {"Q4_1": q4_1}
     if not LLAMA_QUANTIZE.is_file():
-        print(f"[bench] generation: llama.cpp F32 and Q8_0 left out: {LLAMA_QUANTIZE} is not built (run "
+        print(f"[bench] generation: llama.cpp F32, BF16 and Q8_0 left out: {LLAMA_QUANTIZE} is not built (run "
               "scripts/setup-llama-server.sh)", file=sys.stderr)
         return files
     GGUF_DIR.mkdir(parents=True, exist_ok=True)
-    for kind in ("F32", "Q8_0"):
+    for kind in ("F32", "BF16", "Q8_0"):
         target = GGUF_DIR / f"SmolLM2-135M-Instruct.{kind}.gguf"
         if not target.is_file():
             partial = target.with_suffix(".partial")
@@ -386,7 +387,8 @@ def report(reports: dict, config: dict) -> list[str]:
 
 
 # the issue's targets at batch 1: fp32 at 70% of the bandwidth bound; int8 at least llama.cpp's Q8_0 and 0.8x its Q4
-BATCH1_TARGETS = {"int8": (("Q8_0", 1.0), ("Q4_1", 0.8)), "int4": (("Q4_1", 0.8),), "fp32": (("F32", None),)}
+BATCH1_TARGETS = {"int8": (("Q8_0", 1.0), ("Q4_1", 0.8)), "int4": (("Q4_1", 0.8),), "fp32": (("F32", None),),
+                  "bf16": (("BF16", None),)}  # (no target for bf16: the issue sets none)
 BOUND_TARGET = 0.7
 CONCURRENT_TARGET = 1.0  # 8 concurrent: at least llama.cpp's 8 parallel slots on its file of the same precision
 

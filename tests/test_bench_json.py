@@ -77,14 +77,17 @@ def test_generation_pairs_each_precision_with_llama_cpp_s_file_of_the_same_preci
 
     engine = _side("engine", 100.0, {"weights": "fp32", "weight_bytes": 538e6, "batch1_decode_tokens_per_s": 30.0,
                                      "batch1_tokens_per_s": 28.0, "dtype": "torch.float32",
-                                     "concurrent_int8": 150.0, "concurrent_int4": 180.0,
-                                     "batch1_int8": {"decode_tokens_per_s": 60.0, "bytes_per_token": 135e6}})
-    llama = _side("llama", 160.0, {"batch1": {"Q8_0": {"decode_tokens_per_s": 150.0, "bytes": 145e6}},
-                                   "concurrent": {"F32": 80.0, "Q8_0": 200.0}})
+                                     "concurrent_int8": 150.0, "concurrent_int4": 180.0, "concurrent_bf16": 240.0,
+                                     "batch1_int8": {"decode_tokens_per_s": 60.0, "bytes_per_token": 135e6},
+                                     "batch1_bf16": {"decode_tokens_per_s": 45.0, "bytes_per_token": 269e6}})
+    llama = _side("llama", 160.0, {"batch1": {"Q8_0": {"decode_tokens_per_s": 150.0, "bytes": 145e6},
+                                              "BF16": {"decode_tokens_per_s": 90.0, "bytes": 270e6}},
+                                   "concurrent": {"F32": 80.0, "Q8_0": 200.0, "BF16": 200.0}})
     generation._BANDWIDTH["b"] = 30e9
     rows = {r["peer"]: r for r in generation.rows({"engine": engine, "llama": llama}, {"threads": 2})}
     same = {p: r for p, r in rows.items() if "parallel slots" in p and r["target"] == 1.0}
-    assert sorted(same) == ["llama.cpp llama-server F32, 8 parallel slots (engine fp32 weights)",
+    assert sorted(same) == ["llama.cpp llama-server BF16, 8 parallel slots (engine bf16 weights)",
+                            "llama.cpp llama-server F32, 8 parallel slots (engine fp32 weights)",
                             "llama.cpp llama-server Q4_1, 8 parallel slots (engine int4 weights)",
                             "llama.cpp llama-server Q8_0, 8 parallel slots (engine int8 weights)"]
     assert same["llama.cpp llama-server F32, 8 parallel slots (engine fp32 weights)"]["ratio"] == 1.25
@@ -94,5 +97,8 @@ def test_generation_pairs_each_precision_with_llama_cpp_s_file_of_the_same_preci
     mixed = rows["llama.cpp llama-server Q4_1, 8 parallel slots (engine fp32 weights)"]
     assert mixed["target"] is None and mixed["met"] is None  # different precisions: shown, not judged
     assert rows["llama.cpp Q8_0 batch 1 (engine int8 weights)"]["ratio"] == 0.4
+    assert same["llama.cpp llama-server BF16, 8 parallel slots (engine bf16 weights)"]["ratio"] == 1.2
+    bf16 = rows["llama.cpp BF16 batch 1 (engine bf16 weights)"]
+    assert bf16["ratio"] == 0.5 and bf16["target"] is None  # the issue sets no batch-1 target for bf16
     lines = generation.report({"engine": engine, "llama": llama}, {"threads": 2, "prompts": ["x"] * 8})
     assert any(line.startswith("8 concurrent, int4 weights: engine 180.0 tokens/s; llama.cpp Q4_1") for line in lines)
