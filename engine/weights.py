@@ -139,11 +139,12 @@ class BF16Linear(_Packed):
         return super().extra_repr() + (f", packed for {PACK_ROWS} rows" if self.packed else "")
 
 
-@functools.lru_cache(maxsize=1)
-def _bf16_units() -> bool:
+def _dequant_rows() -> int | None:
+    """:data:`INT8_DEQUANT_ROWS` on a CPU with bf16 units, else None (decided when a layer is made, not in its
+    forward pass, which torch.compile traces)."""
     from .device import cpu_bf16_units
 
-    return cpu_bf16_units() is not None
+    return INT8_DEQUANT_ROWS if cpu_bf16_units() else None
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,6 +165,7 @@ class Int8Linear(_Packed):
         q, scales = quantize_int8(linear.weight)
         self.register_buffer("weight", q.contiguous())
         self.register_buffer("scales", scales.to(COMPUTE))
+        self.dequant_rows = _dequant_rows()
 
     @classmethod
     def from_rows(cls, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8Linear":
@@ -174,10 +176,11 @@ class Int8Linear(_Packed):
         layer.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), requires_grad=False)
         layer.register_buffer("weight", weight.contiguous())
         layer.register_buffer("scales", scales.to(COMPUTE).contiguous())
+        layer.dequant_rows = _dequant_rows()
         return layer
 
     def _matmul(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] >= INT8_DEQUANT_ROWS and _bf16_units():  # (int8 values are exact in bf16; the scales after)
+        if self.dequant_rows and x.shape[0] >= self.dequant_rows:  # (int8 is exact in bf16; the scales after)
             return torch.nn.functional.linear(x, self.weight.to(COMPUTE)) * self.scales
         return torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scales)
 

@@ -271,3 +271,30 @@ def test_reduced_weights_are_held_once_and_the_step_agrees_with_the_forward_pass
         step = served._forward(token[:, None], mask, positions[:, None] + 1, cache, step=True)
         whole = served.model(input_ids=torch.tensor([prompt + token.tolist()])).logits[:, -1].float()
     assert torch.allclose(step, whole, atol=0.02 * whole.abs().max().item(), rtol=0)
+
+
+def test_compiled_int8_step_takes_a_batch_past_the_prefill_threshold(tiny_causal_lm) -> None:
+    """An int8 step of INT8_DEQUANT_ROWS rows or more (another product path on CPUs with bf16 units) compiles too,
+    and gives the eager step's logits within bf16 rounding: the path is chosen when a layer is made, not by
+    reading the CPU's flags inside the traced function."""
+    from transformers import DynamicCache
+
+    from engine.tasks.generation import CausalLM
+    from engine.weights import INT8_DEQUANT_ROWS
+
+    spec = ModelSpec("tiny", "text-generation", "causal-lm", f"path:{tiny_causal_lm}")
+    compiled = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights="int8", compile=True)
+    eager = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights="int8")
+    assert compiled.decoder._compiled is not None
+    rows = INT8_DEQUANT_ROWS + 1
+    prompts = [[5 + i, 6, 7, 8] for i in range(rows)]
+    outputs = []
+    for served in (compiled, eager):
+        with torch.inference_mode():
+            cache = DynamicCache(config=served.model.config)
+            logits, mask, positions = served._prefill(prompts, cache)
+            mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
+            outputs.append(served._forward(logits.argmax(-1)[:, None], mask, positions[:, None] + 1, cache,
+                                           step=True))
+    assert outputs[0].shape == (rows, eager.vocab_size)
+    assert torch.allclose(outputs[0], outputs[1], atol=0.02 * outputs[1].abs().max().item(), rtol=0)
