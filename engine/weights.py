@@ -46,8 +46,9 @@ INT4_GROUP = 32  # weights per int4 scale and offset (llama.cpp's Q4 blocks hold
 INT4_INNER_TILES = 2  # the packing's inner k tiles (the CPU kernel accepts 2, 4 or 8)
 COMPUTE = torch.bfloat16  # the activations' dtype inside the packed kernels
 # From this many rows on (a prefill), an int8 product is a bf16 one on the weights converted for the call, on a CPU
-# with bf16 units: torch's int8 kernel reads the weights again for every 4 rows. SmolLM2's 106 MB of int8 layers (AMD EPYC, 2 cores,
-# avx512_bf16): 8 rows 26 ms either way, 12 rows 30 ms against 29, 16 rows 37 against 31, 40 rows 70 against 46.
+# with bf16 units: torch's int8 kernel reads the weights again for every 4 rows. SmolLM2's 106 MB of int8 layers
+# (AMD EPYC, 2 cores, avx512_bf16): 8 rows 26 ms either way, 12 rows 30 ms against 29, 16 rows 37 against 31, 40 rows
+# 70 against 46.
 INT8_DEQUANT_ROWS = 12
 
 
