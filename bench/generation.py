@@ -57,7 +57,7 @@ LLAMA_READY = LLAMA_BIN.is_file() and any(LLAMA_HOME.glob(".built-*"))
 LLAMA_TYPES = {"fp32": "F32", "bf16": "BF16", "int8": "Q8_0", "int4": "Q4_1"}
 GGUF_DIR = common.ROOT / ".cache" / "bench" / "gguf"
 LLAMA_SLOTS = 8
-ENGINE_WEIGHTS = ("bf16", "int8", "int4")  # the engine's batch 1 with these weights too (engine.weights), in its extra()
+ENGINE_WEIGHTS = ("bf16", "int8", "int4")  # the engine's batch 1 at these weights too (engine.weights), in extra()
 # ... and each setting again with the step compiled (LLM_LAB_COMPILE: torch.compile at load; its time is reported)
 ENGINE_COMPILED = ("fp32", "int8", "int4")
 
