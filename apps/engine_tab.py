@@ -38,18 +38,17 @@ def _weights(engine: Engine) -> str:
 
 
 def _packed(engine: Engine) -> str:
-    """Whether generation on this CPU reads weights packed once for oneDNN: fp32 ones (engine.weights.PackedLinear),
-    bf16 ones and the int8/int4 settings' output layer in bf16 (BF16Linear packed, on CPUs with bf16 units)."""
-    from engine.weights import bf16_packing_available, packing_available, resolve_weights
+    """Whether generation on this CPU reads weights packed once for oneDNN (engine.weights.packs): fp32 or bf16 ones,
+    or the int8/int4 settings' output layer in bf16. (A compiled step is said instead, by the caller.)"""
+    from engine.weights import packs, resolve_weights
 
     if engine.policy.device != "cpu":
         return ""
     resolved = resolve_weights(engine.settings.weights, "cpu")
-    if resolved == "fp32":
-        return " (packed once for oneDNN)" if packing_available() else ""
-    if not bf16_packing_available():
+    if not packs(resolved, "cpu"):
         return ""
-    return " (packed once for oneDNN)" if resolved == "bf16" else " (output layer in bf16, packed once for oneDNN)"
+    which = "" if resolved in ("fp32", "bf16") else "output layer in bf16, "
+    return f" ({which}packed once for oneDNN)"
 
 
 def _speech_weights(engine: Engine) -> str:

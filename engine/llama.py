@@ -141,12 +141,21 @@ class LlamaDecoder:
         self._buffers = [None] * len(self.layers)
         return time.perf_counter() - start
 
+    def fused_layer_names(self) -> tuple[str, ...]:
+        """The qualified names of the model's layers that the step's fused layers join (every layer's q/k/v and
+        gate/up): :meth:`use_weights` converts them once, as parts of the fused layers, so
+        :func:`~engine.weights.apply_weights` is told to skip them."""
+        names = {id(module): name for name, module in self.model.named_modules()}
+        return tuple(names[id(getattr(parent, n))] for layer in self.model.model.layers
+                     for parent, group in ((layer.self_attn, QKV), (layer.mlp, GATE_UP)) for n in group)
+
     def use_weights(self, model: Any, convert: Callable[[torch.nn.Linear], torch.nn.Module] | None,
                     pack: bool = False) -> None:
         """After ``model``'s Linear layers were converted (``convert``: the layer type they became, e.g.
-        :class:`~engine.weights.Int8Linear`, or None when they stayed as they were): the fused layers converted the
-        same way and the model's q/k/v and gate/up layers made their parts (:func:`~engine.weights.share_fused`, so
-        that the converted weights are held once), the others (o, down, the output layer) taken from the model.
+        :class:`~engine.weights.Int8Linear`, or None when they stayed as they were), all but those of
+        :meth:`fused_layer_names` at a reduced precision: the fused layers converted the same way and the model's q/k/v
+        and gate/up layers made their parts (:func:`~engine.weights.share_fused`, so that the converted weights are
+        held once), the others (o, down, the output layer) taken from the model.
 
         ``pack`` (fp32 weights on the CPU, :func:`~engine.weights.packing_available`): every product of the step
         through weights packed once for oneDNN (:class:`~engine.weights.PackedLinear`) instead, and the model's

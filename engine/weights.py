@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -38,8 +38,8 @@ from .errors import InvalidOptionsError
 
 __all__ = ["WEIGHTS", "check_weights", "resolve_weights", "resolve_speech_weights", "apply_weights", "bytes_per_token",
            "BF16Linear", "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "onednn_linear",
-           "apply_onednn", "quantize_int8", "quantize_int4", "PackedLinear", "FusedPart", "fuse_parts",
-           "pack_fused", "share_fused", "packing_available", "bf16_packing_available", "tensor_key", "PACK_ROWS"]
+           "apply_onednn", "weight_layer", "quantize_int8", "quantize_int4", "PackedLinear", "FusedPart", "fuse_parts",
+           "pack_fused", "share_fused", "packing_available", "bf16_packing_available", "packs", "tensor_key", "PACK_ROWS"]
 log = logging.getLogger(__name__)
 
 INT4_GROUP = 32  # weights per int4 scale and offset (llama.cpp's Q4 blocks hold 32 too)
@@ -401,6 +401,15 @@ def bf16_packing_available() -> bool:
     return _bf16_packing
 
 
+def packs(weights: str, device: str, compile: bool = False) -> bool:
+    """Whether generation at the resolved setting ``weights`` packs weights once for oneDNN here: fp32 ones where
+    :func:`packing_available`, bf16 ones (and the int8/int4 output layer) where :func:`bf16_packing_available`; on
+    the CPU only, and never for a compiled step (the packed tensors are opaque to torch.compile, which packs its own)."""
+    if compile or device != "cpu":
+        return False
+    return packing_available() if weights == "fp32" else bf16_packing_available()
+
+
 def tensor_key(t: torch.Tensor) -> int:
     """A key that is equal for tensors sharing memory: the data pointer, or the object for opaque tensors (oneDNN's
     packed weights have no strided storage)."""
@@ -451,6 +460,12 @@ def apply_onednn(model: torch.nn.Module, kinds: tuple[type, ...] = (torch.nn.Lin
 _LAYERS = WEIGHT_LAYERS = {"bf16": BF16Linear, "int8": Int8Linear, "int4": Int4Linear}
 
 
+def weight_layer(weights: str, pack: bool = False) -> Callable[[torch.nn.Module], torch.nn.Module]:
+    """What a Linear layer becomes at the reduced-precision setting ``weights`` (``bf16``, ``int8``, ``int4``);
+    ``pack``: bf16 ones packed once for oneDNN (see :func:`apply_weights`)."""
+    return functools.partial(BF16Linear, packed=pack) if weights == "bf16" else _LAYERS[weights]
+
+
 def apply_weights(model: torch.nn.Module, weights: str, *, skip: tuple[str, ...] = (), pack: bool = False) -> int:
     """Replace ``model``'s Linear layers (all but those whose qualified name starts with one in ``skip``) by their
     ``weights`` counterparts, in place; ``fp32`` leaves the model alone. Layers whose shape the packed kernel
@@ -460,11 +475,9 @@ def apply_weights(model: torch.nn.Module, weights: str, *, skip: tuple[str, ...]
     and the output layer (``lm_head``) of the int8 and int4 settings in packed bf16 rather than int8: a decoding
     step's largest product at any number of rows (SmolLM2: 20% more tokens/s at 8 concurrent requests, 5% at one),
     and closer to fp32 than int8."""
-    layer = _LAYERS.get(weights)
-    if layer is None:
+    if weights not in _LAYERS:
         return 0
-    if weights == "bf16":
-        layer = functools.partial(BF16Linear, packed=pack)
+    layer = weight_layer(weights, pack)
     targets = [(name, module) for name, module in model.named_modules()
                if isinstance(module, torch.nn.Linear) and not name.startswith(skip) if name]
     replaced = 0

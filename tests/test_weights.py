@@ -188,12 +188,12 @@ def _greedy_steps(served, prompts: list[list[int]], steps: int) -> list[list[int
 def test_fp32_llama_without_packing_decodes_the_same(tiny_causal_lm, monkeypatch) -> None:
     """Where this torch cannot pack weights for oneDNN, fp32 generation keeps the plain layers (the model's own q/k/v
     views into the step's fused weights) and decodes the same greedy tokens, left-padded rows included."""
-    from engine.tasks import generation
+    from engine import weights
     from engine.tasks.generation import CausalLM
     from engine.weights import FusedPart
 
     spec = ModelSpec("tiny", "text-generation", "causal-lm", f"path:{tiny_causal_lm}")
-    monkeypatch.setattr(generation, "packing_available", lambda: False)
+    monkeypatch.setattr(weights, "packing_available", lambda: False)
     plain = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32)
     monkeypatch.undo()
     packed = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32)

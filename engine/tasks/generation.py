@@ -22,7 +22,6 @@ Three pieces, each small:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import secrets
@@ -38,8 +37,8 @@ from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
 from ..registry import ModelSpec
 from ..llama import LlamaDecoder, unsupported as llama_unsupported
-from ..weights import (WEIGHT_LAYERS, BF16Linear, OneDNNLinear, apply_onednn, apply_weights, bf16_packing_available,
-                       bytes_per_token, packing_available, resolve_weights)
+from ..weights import (OneDNNLinear, apply_onednn, apply_weights, bytes_per_token, packs, resolve_weights,
+                       weight_layer)
 from ..worker import More, Request
 from .attention import token_text as token_label
 from .common import check_text
@@ -326,18 +325,16 @@ class CausalLM:
         self.decoder = LlamaDecoder(self.model) if llama_unsupported(self.model) is None else None
         convert, pack = None, False
         if self.weights != "fp32":
-            # bf16 weights (and int8/int4's output layer) packed once for oneDNN where the CPU has bf16 units,
-            # except in a compiled step (as at fp32 below)
-            packed_bf16 = not compile and device == "cpu" and bf16_packing_available()
-            apply_weights(self.model, self.weights, pack=packed_bf16)
-            convert = WEIGHT_LAYERS[self.weights]
-            if self.weights == "bf16":
-                convert = functools.partial(BF16Linear, packed=packed_bf16)
+            # bf16 weights (and int8/int4's output layer) packed once for oneDNN where the CPU has bf16 units
+            packed_bf16 = packs(self.weights, device, compile)
+            # (the layers the step's fused ones join are converted once, by the step: use_weights below)
+            apply_weights(self.model, self.weights, pack=packed_bf16,
+                          skip=self.decoder.fused_layer_names() if self.decoder is not None else ())
+            convert = weight_layer(self.weights, packed_bf16)
         elif apply_onednn(self.model):  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
             convert = OneDNNLinear
-            # ... through weights packed for it once (engine.weights.PackedLinear), except in a compiled step
-            # (the packed tensors are opaque to torch.compile, which packs its own)
-            pack = not compile and packing_available()
+            # ... through weights packed for it once (engine.weights.PackedLinear)
+            pack = packs("fp32", device, compile)
         if self.decoder is not None:
             self.decoder.use_weights(self.model, convert, pack)
         self.compile_seconds = None  # how long torch.compile took at load (settings.compile), None when not compiled
