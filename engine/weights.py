@@ -39,7 +39,8 @@ from .errors import InvalidOptionsError
 __all__ = ["WEIGHTS", "check_weights", "resolve_weights", "resolve_speech_weights", "apply_weights", "bytes_per_token",
            "BF16Linear", "Int8Linear", "Int4Linear", "OneDNNLinear", "WEIGHT_LAYERS", "onednn_available", "onednn_linear",
            "apply_onednn", "weight_layer", "quantize_int8", "quantize_int4", "PackedLinear", "FusedPart", "fuse_parts",
-           "pack_fused", "share_fused", "packing_available", "bf16_packing_available", "packs", "tensor_key", "PACK_ROWS"]
+           "pack_fused", "share_fused", "packing_available", "bf16_packing_available", "packs", "tensor_key",
+           "PACK_ROWS"]
 log = logging.getLogger(__name__)
 
 INT4_GROUP = 32  # weights per int4 scale and offset (llama.cpp's Q4 blocks hold 32 too)
@@ -404,7 +405,8 @@ def bf16_packing_available() -> bool:
 def packs(weights: str, device: str, compile: bool = False) -> bool:
     """Whether generation at the resolved setting ``weights`` packs weights once for oneDNN here: fp32 ones where
     :func:`packing_available`, bf16 ones (and the int8/int4 output layer) where :func:`bf16_packing_available`; on
-    the CPU only, and never for a compiled step (the packed tensors are opaque to torch.compile, which packs its own)."""
+    the CPU only, and never for a compiled step (the packed tensors are opaque to torch.compile, which packs its
+    own)."""
     if compile or device != "cpu":
         return False
     return packing_available() if weights == "fp32" else bf16_packing_available()

@@ -15,7 +15,8 @@ detection, runs whisper's own forward pass, only with the vocabulary projection 
   work), and stores them heads first in fp32 for the attention kernel;
 - runs the per-token products (q/k/v fused, the attention outputs, the MLP and the vocabulary projection) through
   whatever layers the model holds: oneDNN fp32 (its weights packed once for oneDNN where torch can, :func:`_pack`),
-  or int8 weights (``--speech-weights``, :func:`quantize_decoder`), which read a quarter of the bytes; a step of whisper-base reads 190 MB at fp32, 106 MB of them the vocabulary.
+  or int8 weights (``--speech-weights``, :func:`quantize_decoder`), which read a quarter of the bytes; a step of
+  whisper-base reads 190 MB at fp32, 106 MB of them the vocabulary.
 
 Its state lives in the ``kv_cache`` dict whisper passes in, under whisper's own keys (the self-attention key and
 value modules), so ``whisper.decode``'s bookkeeping (``cleanup_caching``, and ``rearrange_kv_cache`` for beam
