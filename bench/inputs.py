@@ -20,7 +20,9 @@ from pathlib import Path
 from common import ROOT, cache_dir
 
 log = logging.getLogger(__name__)
-VERSION = 1  # bump to rebuild cached models after changing a builder
+# bump to rebuild cached models after changing a builder; 2: the DistilBERT-size models' WordPiece vocabulary is
+# loaded (under transformers 5, `vocab_file=` was ignored: a 5-token vocabulary, every word one [UNK])
+VERSION = 2
 
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))  # tiny_models: the fixtures' corpus, tokenizer trainers, tiny builders
@@ -58,7 +60,7 @@ def _distilbert(folder: Path, head: str, quick: bool) -> None:
     from transformers import (DistilBertConfig, DistilBertForQuestionAnswering,
                               DistilBertForSequenceClassification, DistilBertTokenizerFast)
 
-    tokenizer = DistilBertTokenizerFast(vocab_file=str(minilm_vocab()), do_lower_case=True, model_max_length=512)
+    tokenizer = DistilBertTokenizerFast(vocab=str(minilm_vocab()), do_lower_case=True, model_max_length=512)
     sizes = dict(dim=64, n_layers=2, n_heads=2, hidden_dim=128) if quick else {}  # else DistilBERT's defaults
     labels = dict(id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     config = DistilBertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **sizes,

@@ -172,7 +172,7 @@ class Engine:
     def status(self) -> EngineStatus:
         p = self.policy
         reason = p.reason if p.encoder_dtype == p.dtype else \
-            f"{p.reason}; sentiment, embedding and whisper's audio encoders in {p.encoder_dtype_name}: " \
+            f"{p.reason}; sentiment, QA, embedding and whisper's audio encoders in {p.encoder_dtype_name}: " \
             f"{p.encoder_reason}"
         return EngineStatus(p.device, p.dtype_name, reason, p.threads, cpu_has_amx(), self.settings.offline,
                             self.settings.memory_budget_bytes, tuple(self.models.info()))
@@ -199,5 +199,6 @@ class Engine:
     attention = _task_api("engine.tasks.attention", "attention")
     finetune_classifier = _task_api("engine.training.finetune", "finetune_classifier")
     finetune_lm = _task_api("engine.training.finetune_lm", "finetune_lm")
+    finetune_qa = _task_api("engine.training.finetune_qa", "finetune_qa")
     pretrain = _task_api("engine.training.pretrain", "pretrain")
     estimate_pretraining = _task_api("engine.training.pretrain", "estimate")

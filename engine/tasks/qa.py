@@ -333,7 +333,7 @@ def top_spans(p_start: np.ndarray, p_end: np.ndarray, allowed: np.ndarray, max_t
 
 
 def load(spec: ModelSpec, files: Path, engine: "Engine") -> ExtractiveQA:
-    return ExtractiveQA(spec, files, engine.policy.device, engine.policy.dtype)
+    return ExtractiveQA(spec, files, engine.policy.device, engine.policy.encoder_dtype)
 
 
 # --- the public API ----------------------------------------------------------------------------------------------
@@ -367,6 +367,15 @@ def answer_batch(engine: "Engine", pairs: Sequence[tuple[str, str]], model: str 
     try:
         return list(engine.run(TASK, spec.name, QAPayload(checked, options)))
     except ModelUnavailableError as e:
+        from ..training.bundled_qa import how_measured, offline_default
+
+        bundled = offline_default(engine)  # MiniLM fine-tuned on the bundled questions, when it beat the LLM
+        if bundled is not None and bundled.name != spec.name:
+            log.info("%s unavailable, answering with %s: %s", spec.name, bundled.name, e)
+            why = (f"{spec.name} is not on this machine and could not be downloaded, so the offline default "
+                   f"answered instead. {how_measured(bundled)}")
+            answers = engine.run(TASK, bundled.name, QAPayload(checked, options))
+            return [dataclasses.replace(a, notes=(why,) + a.notes) for a in answers]
         log.info("%s unavailable, answering with the instruct LLM: %s", spec.name, e)
         why = (f"{spec.name} is not on this machine and could not be downloaded, so the instruct LLM answered "
                "instead (generative, not extractive).")
