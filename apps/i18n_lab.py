@@ -193,4 +193,22 @@ LAB_STRINGS: dict[str, dict[str, str]] = {
     "finetune.lm_train": {"en": "Fine-tune the language model", "zh-CN": "微调语言模型"},
     "finetune.sample_before": {"en": "Sample before", "zh-CN": "微调前的样本"},
     "finetune.sample_after": {"en": "Sample after", "zh-CN": "微调后的样本"},
+    "finetune.tab_qa": {"en": "QA reader", "zh-CN": "问答阅读器"},
+    "finetune.qa_intro": {
+        "en": "**An extractive reader**, as BERT was fine-tuned on SQuAD: a new head gives every token of "
+              "`[CLS] question [SEP] context [SEP]` two scores, *the answer starts here* and *it ends here*, and the "
+              "whole encoder is trained on where the answer really starts and ends. It can only point at words of "
+              "the context: it never writes. Exact match and F1 on held-out questions are measured before training "
+              "(the new head points anywhere) and after each epoch. The model appears in the **Question answering** "
+              "tab's model list (and `/answer`).",
+        "zh-CN": "**抽取式阅读器**,和 BERT 在 SQuAD 上的微调方式一样:新加的输出头给 "
+                 "`[CLS] 问题 [SEP] 上下文 [SEP]` 中的每个词元打两个分数——*答案从这里开始*和*答案在这里结束*,"
+                 "整个编码器按答案真正的起止位置来训练。它只能指向上下文里的词,从不自己写。"
+                 "训练前(新的输出头随便指)和每轮之后都会在留出的问题上测量精确匹配率和 F1。"
+                 "模型会出现在**问答**标签页的模型列表(以及 `/answer`)里。",
+    },
+    "finetune.qa_table": {"en": "Training table (CSV: question, context, answer[, answer_start])",
+                          "zh-CN": "训练集表格(CSV:question、context、answer[、answer_start])"},
+    "finetune.qa_train": {"en": "Fine-tune the reader", "zh-CN": "微调阅读器"},
+    "finetune.qa_examples": {"en": "Held-out questions: the reader's answers", "zh-CN": "留出的问题:阅读器的回答"},
 }

@@ -155,6 +155,9 @@ def build(engine: Engine) -> gr.Blocks:
         question.submit(answer_with_notice, inputs, outputs, api_visibility="private", **model_work(engine))
         upload.upload(load_file, upload, context, api_visibility="private")
         model.change(model_changed, model, [allow_no_answer, threshold], api_visibility="private", queue=False)
+        # Readers made in the Fine-tune tab appear without a reload: the list is read again each time it opens.
+        model.focus(lambda: gr.Dropdown(choices=model_choices(engine)[0]), None, model, api_visibility="private",
+                    queue=False)
         gr.api(answer, api_name="answer", **model_work(engine))
     tab.example_inputs = [question, context]  # what Start here's guided path fills (apps/shell.py)
     return tab

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine, InvalidInputError, InvalidOptionsError, Settings
+from engine import Engine, InputTooLargeError, InvalidInputError, InvalidOptionsError, Settings
 from engine.registry import ModelSpec
 from engine.training import tables
 from engine.training.finetune_qa import f1_score, load_examples, normalize_answer, score, split, QAExample
@@ -60,6 +60,12 @@ def test_rows_are_read_from_csv_text_and_tuples_and_bad_rows_are_named():
         load_examples(tables.CsvText("question,context\nWho?,Bo ran.\n"))
     with pytest.raises(InvalidInputError, match="empty question"):
         load_examples([("", "Bo ran.", "Bo")])
+    with pytest.raises(InvalidInputError, match="binary data"):
+        load_examples(tables.CsvText("question,context,answer\n\x00\x01,x,y\n"))
+    with pytest.raises(InputTooLargeError, match="use fewer rows"):
+        load_examples(tables.CsvText("question,context,answer\n" + "Who?,Bo ran.,Bo\n" * 1000), max_bytes=1000)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        load_examples(Path("/no/such/file.csv"))
 
 
 def test_split_keeps_each_context_on_one_side():
@@ -183,3 +189,24 @@ def test_the_packaged_minilm_learns_extractive_qa_and_bf16_keeps_its_answers(tmp
         if fp32.trained.has(name):
             fp32.delete_model(name)
         fp32.close()
+
+
+def test_the_endpoint_streams_events_and_names_bad_rows(engine):
+    import gradio as gr
+
+    from app_process import serving
+    from apps import finetune
+
+    rows = generated(30, 0)
+    table = "question,context,answer\n" + "\n".join(f'"{q}","{c}",{a}' for q, c, a in rows)
+    with gr.Blocks() as demo:
+        finetune.build(engine)
+    with serving(demo) as client:
+        last = client.predict(train=table, base="tiny-qa", epochs=1, name="smoke-qa", api_name="/finetune_qa")
+        assert last["done"] and last["model"] == "smoke-qa" and last["score"]["n"] > 0
+        assert 0 <= last["before"]["exact_match"] <= 1
+        assert engine.answer("What is the cat like?", "The cat is green.", model="smoke-qa").model == "smoke-qa"
+        with pytest.raises(Exception, match="an answer that is not in its context"):
+            client.predict(train=table.replace(",green", ",purple"), base="tiny-qa", api_name="/finetune_qa")
+        with pytest.raises(Exception, match="has no column 'answer'"):
+            client.predict(train="question,context\nWho?,Bo ran.", base="tiny-qa", api_name="/finetune_qa")

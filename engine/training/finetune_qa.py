@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError, InvalidOptionsError
+from ..errors import InputTooLargeError, InvalidInputError, InvalidOptionsError
 from ..tasks.common import length_sorted_batches
 from . import tables
 from .finetune import _autocast, lr_at, resolve_base
@@ -125,6 +125,8 @@ def load_examples(source: Source, what: str = "training", max_bytes: int = table
                                     "question,context,answer.")
         rows, name = _parse(tables.read_text(path, max_bytes), what), path.name
     elif isinstance(source, tables.CsvText):
+        if len(source.text.encode("utf-8", "replace")) > max_bytes:
+            raise InputTooLargeError(f"The {what} table has more than {max_bytes / 2**20:.0f} MB; use fewer rows.")
         rows, name = _parse(source.text, what), "CSV text"
     else:
         try:
@@ -165,6 +167,9 @@ def load_examples(source: Source, what: str = "training", max_bytes: int = table
 
 def _parse(text: str, what: str) -> list[tuple[str, ...]]:
     text = text.lstrip("\ufeff")
+    if "\x00" in text:
+        raise InvalidInputError(f"The {what} table is not text: it holds binary data. Give a CSV file with a header "
+                                "row question,context,answer.")
     if not text.strip():
         raise InvalidInputError(f"The {what} table is empty: give a header row question,context,answer, then one row "
                                 "per question.")

@@ -1,6 +1,7 @@
 """The Fine-tune tab as a visitor uses it, in headless Chromium: the bundled reviews' label counts, the packaged MiniLM
 fine-tuned whole in the page (one epoch), its metrics, baselines and confusion matrix; then the new model picked in
-the Sentiment tab's list and used on a new sentence. Screenshots go to ``artifacts/screenshots/``."""
+the Sentiment tab's list and used on a new sentence; an extractive reader fine-tuned on the bundled questions (one
+epoch), its held-out answers, then used in the Question answering tab. Screenshots go to ``artifacts/screenshots/``."""
 from __future__ import annotations
 
 import shutil
@@ -12,6 +13,7 @@ from ui import field, markdown_text, open_tab, pick_model, press, screenshot
 pytestmark = pytest.mark.browser
 
 NAME = "browser-sentiment"
+QA_NAME = "browser-qa"
 
 
 @pytest.fixture
@@ -20,7 +22,8 @@ def cleanup():
     from engine.config import default_cache_dir
 
     yield
-    shutil.rmtree(default_cache_dir() / "trained" / NAME, ignore_errors=True)
+    for name in (NAME, QA_NAME):
+        shutil.rmtree(default_cache_dir() / "trained" / name, ignore_errors=True)
 
 
 def _block(page, label: str):
@@ -62,4 +65,34 @@ def test_fine_tune_on_the_bundled_reviews_then_classify_with_it(page, cleanup):
     label.wait_for()
     assert label.inner_text().strip().lower() == "negative"  # one epoch of the whole model gets this one right
     screenshot(page, "finetune-sentiment")
+    assert not page.errors
+
+
+def test_fine_tune_a_reader_on_the_bundled_questions_then_answer_with_it(page, cleanup):
+    open_tab(page, "Fine-tune")
+    open_tab(page, "QA reader")
+    assert page.get_by_text("An extractive reader", exact=False).locator("visible=true").count()
+    epochs = page.get_by_label("number input for Epochs").locator("visible=true")
+    epochs.fill("1")
+    epochs.press("Enter")
+    field(page, "Model name").fill(QA_NAME)
+    press(page, "Fine-tune the reader")
+
+    status = markdown_text(page, rf"Saved as {QA_NAME}", timeout=600_000)
+    assert "held-out questions" in status and "before training" in status, status
+    answers = _block(page, "Held-out questions: the reader's answers")
+    answers.get_by_text("expected", exact=True).first.wait_for()
+    assert "the reader's answer" in answers.inner_text()
+    assert "before training" in _block(page, "Held-out scores per epoch").inner_text()
+    screenshot(page, "finetune-qa")
+
+    open_tab(page, "Question answering")
+    pick_model(page, QA_NAME)
+    field(page, "Question").fill("Who built the bridge?")
+    field(page, "Context").fill("The old bridge over the Tarrow was built by Ada Moss in 1901. It was repaired in "
+                                "1950 after a flood.")
+    press(page, "Answer")
+    summary = markdown_text(page, r"Score:")
+    assert "Characters" in summary, summary  # a span of the context, whatever one epoch picked
+    screenshot(page, "finetune-qa-answer")
     assert not page.errors
