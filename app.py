@@ -47,8 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="port (GRADIO_SERVER_PORT; default 7860)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (LLM_LAB_DEVICE)")
     p.add_argument("--dtype", help="auto | float32 | bfloat16 | float16 (LLM_LAB_DTYPE)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="compile Llama-type models' decoding step with torch.compile at load (LLM_LAB_COMPILE)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="compile Llama-type models' decoding step with torch.compile at load: default, or "
+                        "max-autotune (minutes at load; the fastest int8 steps) (LLM_LAB_COMPILE)")
     p.add_argument("--encoder-dtype", help="the sentiment classifiers', sentence encoders' and whisper's audio "
                                            "encoder's dtype: auto | float32 | bfloat16 | float16 (LLM_LAB_ENCODER_DTYPE)")
     p.add_argument("--weights", help="text generation's weights: auto | fp32 | bf16 | int8 | int4 (LLM_LAB_WEIGHTS)")

@@ -11,12 +11,17 @@ from .common import user_errors
 from .i18n import t
 
 
+def _compiled(engine: Engine) -> str:
+    mode = engine.settings.compile
+    return " (decoding step compiled, max-autotune)" if mode == "max-autotune" else " (decoding step compiled)"
+
+
 def status_markdown(engine: Engine) -> str:
     s = engine.status()
     used = sum(m.nbytes for m in s.loaded)
     return (f"**Device:** `{s.device}` · **dtype:** `{s.dtype}` · **CPU threads:** {s.threads} · "
             f"**Generation weights:** `{_weights(engine)}`"
-            f"{' (decoding step compiled)' if engine.settings.compile else _packed(engine)} · "
+            f"{_compiled(engine) if engine.settings.compile else _packed(engine)} · "
             f"**Encoders:** `{engine.policy.encoder_dtype_name}` · **Whisper decoder:** {_speech_weights(engine)}  \n"
             f"**Why:** {s.reason}  \n"
             f"**AMX bf16 units:** {'yes' if s.amx else 'no'} · **Offline mode:** {'on' if s.offline else 'off'}  \n"

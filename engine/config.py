@@ -19,6 +19,24 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+COMPILE_MODES = ("default", "max-autotune")  # a compiled decoding step (engine.llama.LlamaDecoder.compile)
+
+
+def compile_mode(value: object) -> "bool | str":
+    """The ``compile`` setting from what a user wrote: False (off), True (torch.compile's default mode) or
+    "max-autotune"; anything else is refused with the choices."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on", "default"):
+        return True
+    if text == "max-autotune":
+        return text
+    raise InvalidOptionsError(f"compile must be off, on (default) or max-autotune, got {value!r}.")
+
+
 WEIGHTS = ("auto", "fp32", "bf16", "int8", "int4")  # text generation's Linear weights (see engine.weights)
 SPEECH_WEIGHTS = ("auto", "fp32", "int8")  # whisper's decoder weights (see engine.weights.resolve_speech_weights)
 
@@ -61,8 +79,10 @@ class Settings:
     # | int8 (CPU only)
     speech_weights: str = "auto"
     # LLM_LAB_COMPILE: compile Llama-type models' decoding step with torch.compile when they load (engine.llama;
-    # tens of seconds the first time on a machine, then faster steps)
-    compile: bool = False
+    # tens of seconds the first time on a machine, then faster steps): off, on ("default"), or "max-autotune"
+    # (inductor measures its own C++ products against ATen's for each shape on this device and keeps the faster,
+    # with the weights folded in as constants: minutes at load, more memory, the fastest int8 steps)
+    compile: bool | str = False
     threads: int | None = None  # LLM_LAB_THREADS: torch CPU threads (default: torch's choice)
     cache_dir: Path = dataclasses.field(default_factory=default_cache_dir)  # LLM_LAB_CACHE
     offline: bool = False  # HF_HUB_OFFLINE: never contact the hub
@@ -84,6 +104,7 @@ class Settings:
             raise InvalidOptionsError("Setting max_audio_seconds must be positive.")
         object.__setattr__(self, "weights", check_weights(self.weights))
         object.__setattr__(self, "speech_weights", check_speech_weights(self.speech_weights))
+        object.__setattr__(self, "compile", compile_mode(self.compile))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -111,6 +132,6 @@ class Settings:
             values["cache_dir"] = Path(env["LLM_LAB_CACHE"]).expanduser()
         values["offline"] = _truthy(env.get("HF_HUB_OFFLINE")) or _truthy(env.get("TRANSFORMERS_OFFLINE"))
         values["allow_custom_models"] = _truthy(env.get("LLM_LAB_ALLOW_CUSTOM_MODELS"))
-        values["compile"] = _truthy(env.get("LLM_LAB_COMPILE"))
+        values["compile"] = compile_mode(env.get("LLM_LAB_COMPILE"))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

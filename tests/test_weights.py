@@ -298,3 +298,34 @@ def test_compiled_int8_step_takes_a_batch_past_the_prefill_threshold(tiny_causal
                                            step=True))
     assert outputs[0].shape == (rows, eager.vocab_size)
     assert torch.allclose(outputs[0], outputs[1], atol=0.02 * outputs[1].abs().max().item(), rtol=0)
+
+
+def test_max_autotune_step_gives_the_eager_steps_tokens(tiny_causal_lm) -> None:
+    """``compile="max-autotune"`` (inductor's own products timed against ATen's, the weights folded in as constants):
+    at int8 and fp32, a batch-1 and a batch-3 step give the eager step's logits within the precision's rounding; the
+    setting is parsed, and anything else is refused with the choices."""
+    from transformers import DynamicCache
+
+    from engine.config import compile_mode
+    from engine.tasks.generation import CausalLM
+
+    assert compile_mode("max-autotune") == "max-autotune" and compile_mode("1") is True and compile_mode("off") is False
+    with pytest.raises(InvalidOptionsError, match="max-autotune"):
+        compile_mode("fastest")
+    spec = ModelSpec("tiny", "text-generation", "causal-lm", f"path:{tiny_causal_lm}")
+    for weights, tol in (("int8", 0.02), ("fp32", 1e-4)):
+        compiled = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights=weights, compile="max-autotune")
+        eager = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights=weights)
+        assert compiled.decoder._compiled is not None and compiled.compile_seconds > 0
+        for rows in (1, 3):
+            prompts = [[5 + i, 6, 7, 8] for i in range(rows)]
+            outputs = []
+            for served in (compiled, eager):
+                with torch.inference_mode():
+                    cache = DynamicCache(config=served.model.config)
+                    logits, mask, positions = served._prefill(prompts, cache)
+                    mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
+                    outputs.append(served._forward(logits.argmax(-1)[:, None], mask, positions[:, None] + 1, cache,
+                                                   step=True))
+            scale = outputs[1].abs().max().item()
+            assert torch.allclose(outputs[0], outputs[1], atol=tol * scale, rtol=0), (weights, rows)

@@ -311,7 +311,7 @@ class CausalLM:
     """A causal language model and its tokenizer, serving generation and lens requests in batches."""
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype, max_batch: int = 16,
-                 weights: str = "fp32", compile: bool = False) -> None:
+                 weights: str = "fp32", compile: bool | str = False) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec, self.device, self.max_batch = spec, device, max_batch
@@ -340,7 +340,8 @@ class CausalLM:
         self.compile_seconds = None  # how long torch.compile took at load (settings.compile), None when not compiled
         if compile and self.decoder is not None:
             try:
-                self.compile_seconds = self.decoder.compile()
+                mode = "max-autotune" if compile == "max-autotune" else "default"
+                self.compile_seconds = self.decoder.compile(mode)
                 log.info("%s: decoding step compiled in %.1f s", spec.name, self.compile_seconds)
             except Exception as e:  # no C++ compiler, an unsupported op...: the eager step still works
                 self.decoder._compiled = None
