@@ -59,9 +59,10 @@ GGUF_DIR = common.ROOT / ".cache" / "bench" / "gguf"
 LLAMA_SLOTS = 8
 ENGINE_WEIGHTS = ("bf16", "int8", "int4")  # the engine's batch 1 at these weights too (engine.weights), in extra()
 # ... and each setting again with the step compiled (LLM_LAB_COMPILE: torch.compile at load; its time is reported),
-# int8 in max-autotune (inductor's C++ int8 products, measured against ATen's on the device: 2.6x torch's int8 kernel
-# at batch 1 on the EPYC of bench/README.md; fp32 and int4 gained 1.2x for minutes more at load)
-ENGINE_COMPILED = {"fp32": True, "int8": "max-autotune", "int4": True}
+# int8 and int4 in max-autotune (inductor's C++ products, timed against ATen's on the device; int8 products at batch 1
+# 2.6x torch's int8 kernel on the EPYC of bench/README.md, int4 1.2x); fp32 in the default mode (max-autotune gained
+# nothing there in the whole step, for minutes more at load)
+ENGINE_COMPILED = {"fp32": True, "int8": "max-autotune", "int4": "max-autotune"}
 
 
 def gguf_path() -> str:
