@@ -273,12 +273,22 @@ def test_reduced_weights_are_held_once_and_the_step_agrees_with_the_forward_pass
     assert torch.allclose(step, whole, atol=0.02 * whole.abs().max().item(), rtol=0)
 
 
+def _first_step(served, rows: int) -> torch.Tensor:
+    """The logits of the first decoding step after prefilling ``rows`` short prompts (the greedy token fed back)."""
+    from transformers import DynamicCache
+
+    prompts = [[5 + i, 6, 7, 8] for i in range(rows)]
+    with torch.inference_mode():
+        cache = DynamicCache(config=served.model.config)
+        logits, mask, positions = served._prefill(prompts, cache)
+        mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
+        return served._forward(logits.argmax(-1)[:, None], mask, positions[:, None] + 1, cache, step=True)
+
+
 def test_compiled_int8_step_takes_a_batch_past_the_prefill_threshold(tiny_causal_lm) -> None:
     """An int8 step of INT8_DEQUANT_ROWS rows or more (another product path on CPUs with bf16 units) compiles too,
     and gives the eager step's logits within bf16 rounding: the path is chosen when a layer is made, not by
     reading the CPU's flags inside the traced function."""
-    from transformers import DynamicCache
-
     from engine.tasks.generation import CausalLM
     from engine.weights import INT8_DEQUANT_ROWS
 
@@ -287,25 +297,15 @@ def test_compiled_int8_step_takes_a_batch_past_the_prefill_threshold(tiny_causal
     eager = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights="int8")
     assert compiled.decoder._compiled is not None
     rows = INT8_DEQUANT_ROWS + 1
-    prompts = [[5 + i, 6, 7, 8] for i in range(rows)]
-    outputs = []
-    for served in (compiled, eager):
-        with torch.inference_mode():
-            cache = DynamicCache(config=served.model.config)
-            logits, mask, positions = served._prefill(prompts, cache)
-            mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
-            outputs.append(served._forward(logits.argmax(-1)[:, None], mask, positions[:, None] + 1, cache,
-                                           step=True))
+    outputs = [_first_step(served, rows) for served in (compiled, eager)]
     assert outputs[0].shape == (rows, eager.vocab_size)
     assert torch.allclose(outputs[0], outputs[1], atol=0.02 * outputs[1].abs().max().item(), rtol=0)
 
 
-def test_max_autotune_step_gives_the_eager_steps_tokens(tiny_causal_lm) -> None:
+def test_max_autotune_step_gives_the_eager_steps_logits(tiny_causal_lm) -> None:
     """``compile="max-autotune"`` (inductor's own products timed against ATen's, the weights folded in as constants):
     at int8 and fp32, a batch-1 and a batch-3 step give the eager step's logits within the precision's rounding; the
     setting is parsed, and anything else is refused with the choices."""
-    from transformers import DynamicCache
-
     from engine.config import compile_mode
     from engine.tasks.generation import CausalLM
 
@@ -318,14 +318,6 @@ def test_max_autotune_step_gives_the_eager_steps_tokens(tiny_causal_lm) -> None:
         eager = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights=weights)
         assert compiled.decoder._compiled is not None and compiled.compile_seconds > 0
         for rows in (1, 3):
-            prompts = [[5 + i, 6, 7, 8] for i in range(rows)]
-            outputs = []
-            for served in (compiled, eager):
-                with torch.inference_mode():
-                    cache = DynamicCache(config=served.model.config)
-                    logits, mask, positions = served._prefill(prompts, cache)
-                    mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
-                    outputs.append(served._forward(logits.argmax(-1)[:, None], mask, positions[:, None] + 1, cache,
-                                                   step=True))
+            outputs = [_first_step(served, rows) for served in (compiled, eager)]
             scale = outputs[1].abs().max().item()
             assert torch.allclose(outputs[0], outputs[1], atol=tol * scale, rtol=0), (weights, rows)

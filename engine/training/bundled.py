@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .store import CARD, Card
 
@@ -94,8 +94,10 @@ def prepare(engine: "Engine", force: bool = False) -> Card:
     return card
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_main(description: str, prepare: "Callable[[Engine, bool], Card]", summary: "Callable[[Card], dict]") -> None:
+    """The command line of an offline default (this module's, :mod:`.bundled_qa`'s): ``--force`` trains again; the
+    engine is offline; prints ``summary(card)`` as one JSON line."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--force", action="store_true", help="train again even when the model exists")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -104,12 +106,15 @@ def main() -> None:
 
     engine = Engine(Settings.from_env(offline=True))
     try:
-        card = prepare(engine, force=args.force)
-        print(json.dumps({"model": card.name, "accuracy": card.metrics["accuracy"],
-                          "llm_zero_shot": card.metrics["llm_zero_shot"]["accuracy"],
-                          "offline_default": card.metrics["offline_default"]}))
+        print(json.dumps(summary(prepare(engine, args.force))))
     finally:
         engine.close()
+
+
+def main() -> None:
+    run_main(__doc__.splitlines()[0], prepare, lambda card: {
+        "model": card.name, "accuracy": card.metrics["accuracy"],
+        "llm_zero_shot": card.metrics["llm_zero_shot"]["accuracy"], "offline_default": card.metrics["offline_default"]})
 
 
 if __name__ == "__main__":

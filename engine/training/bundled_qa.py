@@ -10,10 +10,8 @@ engine.training.bundled_qa``); it is skipped when the model exists for the same 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,20 +101,11 @@ def prepare(engine: "Engine", force: bool = False) -> Card:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="train again even when the model exists")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ..config import Settings
-    from ..core import Engine
+    from .bundled import run_main
 
-    engine = Engine(Settings.from_env(offline=True))
-    try:
-        card = prepare(engine, force=args.force)
-        print(json.dumps({"model": card.name, "exact_match": card.metrics["exact_match"], "f1": card.metrics["f1"],
-                          "llm": card.metrics["llm"], "offline_default": card.metrics["offline_default"]}))
-    finally:
-        engine.close()
+    run_main(__doc__.splitlines()[0], prepare, lambda card: {
+        "model": card.name, "exact_match": card.metrics["exact_match"], "f1": card.metrics["f1"],
+        "llm": card.metrics["llm"], "offline_default": card.metrics["offline_default"]})
 
 
 if __name__ == "__main__":

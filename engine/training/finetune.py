@@ -488,32 +488,21 @@ def save(engine: "Engine", model: Any, tokenizer: Any, opts: ClassifierOptions, 
          train: tables.Examples, test: tables.Examples, report: tables.DataReport, metrics: ClassifierMetrics,
          baselines: tuple[Baseline, ...], history: list[dict], stopped: bool, seconds: float) -> str:
     """Write the model, its tokenizer and its card, and register it; returns its name."""
-    staging = engine.trained.staging(opts.name)
-    try:
-        model.to("cpu").eval()
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        n_params = sum(p.numel() for p in model.parameters())
-        size = f"{n_params / 1e6:.1f}M params, {sum(f.stat().st_size for f in staging.iterdir()) / 1e6:.0f} MB"
-        card = Card(
-            opts.name, TASK, "sequence-classification", "fine-tuned classifier",
-            f"{spec.name} fine-tuned ({opts.method.replace('_', ' ')}) on {train.source.split(' (')[0]}: "
-            f"{', '.join(report.labels)}; {metrics.summary()}",
-            base=spec.name, settings=dataclasses.asdict(opts),
-            metrics={"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "n_test": metrics.n,
-                     "per_label": {k: dataclasses.asdict(v) for k, v in metrics.per_label.items()},
-                     "confusion": metrics.confusion, "epochs": history, "stopped_early": stopped,
-                     "seconds": round(seconds, 1),
-                     "baselines": {b.name: {"accuracy": b.metrics.accuracy, "macro_f1": b.metrics.macro_f1}
-                                   for b in baselines}},
-            data={"source": train.source, "rows": len(train) + len(test), "train": len(train), "test": len(test),
-                  "held_out": report.held_out, "sha256": _digest(train, test), "labels": report.train_counts,
-                  "notes": list(report.notes)},
-            labels=tuple(report.labels), size=size, created=now_iso())
-        return engine.trained.publish(staging, card).name
-    except BaseException:
-        engine.trained.discard(staging)
-        raise
+    return engine.trained.save_pretrained(opts.name, model, tokenizer, lambda size: Card(
+        opts.name, TASK, "sequence-classification", "fine-tuned classifier",
+        f"{spec.name} fine-tuned ({opts.method.replace('_', ' ')}) on {train.source.split(' (')[0]}: "
+        f"{', '.join(report.labels)}; {metrics.summary()}",
+        base=spec.name, settings=dataclasses.asdict(opts),
+        metrics={"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "n_test": metrics.n,
+                 "per_label": {k: dataclasses.asdict(v) for k, v in metrics.per_label.items()},
+                 "confusion": metrics.confusion, "epochs": history, "stopped_early": stopped,
+                 "seconds": round(seconds, 1),
+                 "baselines": {b.name: {"accuracy": b.metrics.accuracy, "macro_f1": b.metrics.macro_f1}
+                               for b in baselines}},
+        data={"source": train.source, "rows": len(train) + len(test), "train": len(train), "test": len(test),
+              "held_out": report.held_out, "sha256": _digest(train, test), "labels": report.train_counts,
+              "notes": list(report.notes)},
+        labels=tuple(report.labels), size=size, created=now_iso()))
 
 
 def _digest(train: tables.Examples, test: tables.Examples) -> str:

@@ -216,23 +216,12 @@ def _job(engine: "Engine", opts: LMOptions, spec: "ModelSpec", folder: Path, tok
 
 def _save(engine: "Engine", model: Any, tokenizer: Any, opts: LMOptions, spec: "ModelSpec", data: dict,
           before: float, after: float, steps: int, seconds: float) -> str:
-    staging = engine.trained.staging(opts.name)
-    try:
-        model.to("cpu").eval()
-        model.config.use_cache = True
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        n_params = sum(p.numel() for p in model.parameters())
-        size = f"{n_params / 1e6:.0f}M params, {sum(f.stat().st_size for f in staging.iterdir()) / 1e6:.0f} MB"
-        card = Card(opts.name, TASK, "causal-lm", "LoRA fine-tuned language model",
-                    f"{spec.name} with LoRA adapters (r={opts.lora_r}, merged) trained {steps} steps on "
-                    f"{data['tokens']:,} tokens of text; validation perplexity {before:.2f} → {after:.2f}",
-                    base=spec.name, settings=dataclasses.asdict(opts),
-                    metrics={"perplexity_before": before, "perplexity_after": after, "steps": steps,
-                             "seconds": round(seconds, 1)},
-                    data=data, chat=spec.chat and bool(getattr(tokenizer, "chat_template", None)), size=size,
-                    created=now_iso())
-        return engine.trained.publish(staging, card).name
-    except BaseException:
-        engine.trained.discard(staging)
-        raise
+    model.config.use_cache = True
+    return engine.trained.save_pretrained(opts.name, model, tokenizer, lambda size: Card(
+        opts.name, TASK, "causal-lm", "LoRA fine-tuned language model",
+        f"{spec.name} with LoRA adapters (r={opts.lora_r}, merged) trained {steps} steps on {data['tokens']:,} tokens "
+        f"of text; validation perplexity {before:.2f} → {after:.2f}",
+        base=spec.name, settings=dataclasses.asdict(opts),
+        metrics={"perplexity_before": before, "perplexity_after": after, "steps": steps,
+                 "seconds": round(seconds, 1)},
+        data=data, chat=spec.chat and bool(getattr(tokenizer, "chat_template", None)), size=size, created=now_iso()))

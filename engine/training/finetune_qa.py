@@ -453,23 +453,12 @@ def _job(engine: "Engine", opts: QAOptions, spec: "ModelSpec", folder: Path, tra
 def _save(engine: "Engine", model: Any, tokenizer: Any, opts: QAOptions, spec: "ModelSpec", train: list[QAExample],
           test: list[QAExample], final: QAScore, before: QAScore, history: list[dict], notes: list[str],
           stopped: bool, seconds: float) -> str:
-    staging = engine.trained.staging(opts.name)
-    try:
-        model.to("cpu").eval()
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        n_params = sum(p.numel() for p in model.parameters())
-        size = f"{n_params / 1e6:.1f}M params, {sum(f.stat().st_size for f in staging.iterdir()) / 1e6:.0f} MB"
-        card = Card(
-            opts.name, TASK, "extractive-qa", "fine-tuned extractive QA model",
-            f"{spec.name} fine-tuned for extractive question answering on {len(train)} questions; "
-            f"{final.summary()}", base=spec.name, settings=dataclasses.asdict(opts),
-            metrics={"exact_match": final.exact_match, "f1": final.f1, "n_test": final.n,
-                     "before": dataclasses.asdict(before), "epochs": history, "stopped_early": stopped,
-                     "seconds": round(seconds, 1)},
-            data={"train": len(train), "test": len(test), "sha256": _digest(train, test), "notes": notes},
-            size=size, created=now_iso())
-        return engine.trained.publish(staging, card).name
-    except BaseException:
-        engine.trained.discard(staging)
-        raise
+    return engine.trained.save_pretrained(opts.name, model, tokenizer, lambda size: Card(
+        opts.name, TASK, "extractive-qa", "fine-tuned extractive QA model",
+        f"{spec.name} fine-tuned for extractive question answering on {len(train)} questions; {final.summary()}",
+        base=spec.name, settings=dataclasses.asdict(opts),
+        metrics={"exact_match": final.exact_match, "f1": final.f1, "n_test": final.n,
+                 "before": dataclasses.asdict(before), "epochs": history, "stopped_early": stopped,
+                 "seconds": round(seconds, 1)},
+        data={"train": len(train), "test": len(test), "sha256": _digest(train, test), "notes": notes},
+        size=size, created=now_iso()))

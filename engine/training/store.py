@@ -162,6 +162,22 @@ class TrainedModels:
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
+    def save_pretrained(self, name: str, model: Any, tokenizer: Any, card: Callable[[str], Card]) -> str:
+        """Write a transformers model and its tokenizer (from the CPU, in eval mode) and publish them with the card
+        ``card(size)`` makes (``size``: parameters and bytes, as shown to users); nothing is left behind when any of
+        it fails. Returns the model's name."""
+        staging = self.staging(name)
+        try:
+            model.to("cpu").eval()
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            n_params = sum(p.numel() for p in model.parameters())
+            size = f"{n_params / 1e6:.1f}M params, {sum(f.stat().st_size for f in staging.iterdir()) / 1e6:.0f} MB"
+            return self.publish(staging, card(size)).name
+        except BaseException:
+            self.discard(staging)
+            raise
+
     def delete(self, name: str) -> None:
         """Unload, unregister and remove a trained model. Built-in models cannot be deleted."""
         if not self.has(name):
