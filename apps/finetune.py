@@ -279,7 +279,7 @@ def build(engine: Engine) -> gr.Blocks:
                     examples = pd.DataFrame(
                         [["✓" if normalize_answer(a.text) == normalize_answer(e.answer) else "✗", e.question,
                           e.answer, a.text, e.context] for e, a in zip(shown, answers)],
-                        columns=["exact", "question", "expected", "the reader's answer", "context"])
+                        columns=["exact match", "question", "expected", "the reader's answer", "context"])
                     status += (f"\n\nSaved as **{event.model}**: pick it in the Question answering tab's model list, "
                                f"or call `engine.answer(question, context, model=\"{event.model}\")`.")
                 now = time.perf_counter()
@@ -446,7 +446,8 @@ def build(engine: Engine) -> gr.Blocks:
             with gr.Row():
                 qa_loss = gr.LinePlot(x="step", y="loss", title="Training loss per step", label=t("lab.training_loss"))
                 qa_epochs_table = gr.Dataframe(label=t("finetune.epoch_table"), interactive=False)
-            qa_examples = gr.Dataframe(label=t("finetune.qa_examples"), interactive=False, wrap=True)
+            qa_examples = gr.Dataframe(label=t("finetune.qa_examples"), interactive=False, wrap=True,
+                                       column_widths=["9%", "27%", "14%", "22%", "28%"])
 
         data_inputs = [source, upload, test_upload, text_column, label_column, test_fraction]
         upload.change(on_upload, [source, upload], [text_column, label_column], api_visibility="private",
