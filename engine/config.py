@@ -19,9 +19,6 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-COMPILE_MODES = ("default", "max-autotune")  # a compiled decoding step (engine.llama.LlamaDecoder.compile)
-
-
 def compile_mode(value: object) -> "bool | str":
     """The ``compile`` setting from what a user wrote: False (off), True (torch.compile's default mode) or
     "max-autotune"; anything else is refused with the choices."""

@@ -23,6 +23,7 @@ on the benchmark's prompts).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
@@ -286,7 +287,8 @@ class LlamaDecoder:
                 torch._dynamo.maybe_mark_dynamic(t, 0)
         for t in (bias, *(b for pair in buffers for b in pair)):
             torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1 if t is bias else 2)  # the cache's room
-        with torch._inductor.config.patch(self._inductor_config):
+        tuning = torch._inductor.config.patch(self._inductor_config) if self._inductor_config else nullcontext()
+        with tuning:  # (only max-autotune patches anything: 11 us a step otherwise spent on an empty patch)
             return self._compiled(ids, positions, bias, column, [b[0] for b in buffers], [b[1] for b in buffers])
 
     def _graph(self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor | None, column: torch.Tensor,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -31,12 +32,34 @@ NAME = "minilm-reviews"
 SETTINGS = dict(base="all-MiniLM-L6-v2", method="full", epochs=3, batch_size=16, seed=0)
 
 
-def offline_default(engine: "Engine") -> Card | None:
-    """The bundled classifier when it is registered and beat the instruct LLM on the held-out reviews, else None."""
-    if not engine.trained.has(NAME):
+def offline_default(engine: "Engine", name: str = NAME) -> Card | None:
+    """The bundled model ``name`` (this classifier, or :mod:`.bundled_qa`'s reader) when it is registered and beat the
+    instruct LLM on its held-out examples, else None."""
+    if not engine.trained.has(name):
         return None
-    card = engine.trained.card(NAME)
+    card = engine.trained.card(name)
     return card if card.metrics.get("offline_default") else None
+
+
+def files_hash(*files: Path) -> str:
+    """The SHA-256 of the bundled data files, in order: a model is trained again when it changes."""
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+
+
+def ready(engine: "Engine", name: str, digest: str) -> Card | None:
+    """The card of ``name`` when it was prepared from data of ``digest`` (nothing to do), else None."""
+    if engine.trained.has(name) and engine.trained.card(name).data.get("files_sha256") == digest:
+        log.info("%s is ready (same data)", name)
+        return engine.trained.card(name)
+    return None
+
+
+def record(engine: "Engine", card: Card, metrics: dict, digest: str) -> Card:
+    """Write ``metrics`` (the comparison with the LLM) and the data's ``digest`` into the card, and register it."""
+    card = dataclasses.replace(card, metrics=dict(card.metrics, **metrics), data=dict(card.data, files_sha256=digest))
+    (engine.trained.folder(card.name) / CARD).write_text(card.to_json(), encoding="utf-8")
+    engine.trained.scan()  # registers the new card
+    return card
 
 
 def how_measured(card: Card) -> str:
@@ -48,12 +71,6 @@ def how_measured(card: Card) -> str:
             f"{llm.get('accuracy', 0):.0%} (macro-F1 {llm.get('macro_f1', 0):.2f}).")
 
 
-def _data_hash() -> str:
-    import hashlib
-
-    return hashlib.sha256(TRAIN.read_bytes() + TEST.read_bytes()).hexdigest()
-
-
 def prepare(engine: "Engine", force: bool = False) -> Card:
     """Train the bundled classifier (unless it exists for the same data), compare it with the LLM, record both in its
     card; returns the card."""
@@ -61,10 +78,9 @@ def prepare(engine: "Engine", force: bool = False) -> Card:
     from . import tables
     from .metrics import evaluate
 
-    digest = _data_hash()
-    if engine.trained.has(NAME) and not force and engine.trained.card(NAME).data.get("files_sha256") == digest:
-        log.info("%s is ready (same data)", NAME)
-        return engine.trained.card(NAME)
+    digest = files_hash(TRAIN, TEST)
+    if not force and (card := ready(engine, NAME, digest)) is not None:
+        return card
     from .finetune import _digest
 
     test = tables.load(TEST)
@@ -83,12 +99,9 @@ def prepare(engine: "Engine", force: bool = False) -> Card:
     llm = evaluate(labels, [labels.index(y) for y in test.labels], probs)
     card = engine.trained.card(NAME)
     beats = card.metrics["accuracy"] > llm.accuracy
-    metrics = dict(card.metrics, llm_zero_shot={"model": batch.model, "accuracy": llm.accuracy,
-                                                "macro_f1": llm.macro_f1, "confusion": llm.confusion},
-                   offline_default=beats)
-    card = dataclasses.replace(card, metrics=metrics, data=dict(card.data, files_sha256=digest))
-    (engine.trained.folder(NAME) / CARD).write_text(card.to_json(), encoding="utf-8")
-    engine.trained.scan()  # registers the new card
+    card = record(engine, card, {"llm_zero_shot": {"model": batch.model, "accuracy": llm.accuracy,
+                                                   "macro_f1": llm.macro_f1, "confusion": llm.confusion},
+                                 "offline_default": beats}, digest)
     log.info("%s: %.1f%% accuracy, the instruct LLM %.1f%%: %s", NAME, 100 * card.metrics["accuracy"],
              100 * llm.accuracy, "the offline default" if beats else "not the default (the LLM did as well)")
     return card

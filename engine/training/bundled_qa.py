@@ -11,12 +11,11 @@ engine.training.bundled_qa``); it is skipped when the model exists for the same 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .store import CARD, Card
+from .store import Card
 
 if TYPE_CHECKING:
     from ..core import Engine
@@ -32,10 +31,9 @@ SETTINGS = dict(base="all-MiniLM-L6-v2", epochs=4, batch_size=16, learning_rate=
 
 def offline_default(engine: "Engine") -> Card | None:
     """The bundled QA model when it is registered and beat the instruct LLM on the held-out questions, else None."""
-    if not engine.trained.has(NAME):
-        return None
-    card = engine.trained.card(NAME)
-    return card if card.metrics.get("offline_default") else None
+    from .bundled import offline_default as bundled_default
+
+    return bundled_default(engine, NAME)
 
 
 def how_measured(card: Card) -> str:
@@ -55,9 +53,9 @@ def generated_held_out(n: int, seed: int = 7) -> list:
 
     from .finetune_qa import QAExample, load_examples
 
-    spec = importlib.util.spec_from_file_location("make_qa", TRAIN.parent / "make_qa.py")
     module = sys.modules.get("make_qa")
     if module is None:
+        spec = importlib.util.spec_from_file_location("make_qa", TRAIN.parent / "make_qa.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["make_qa"] = module  # its dataclasses look their module up there
         spec.loader.exec_module(module)
@@ -66,20 +64,16 @@ def generated_held_out(n: int, seed: int = 7) -> list:
     return rows[:n]
 
 
-def _data_hash() -> str:
-    return hashlib.sha256(TRAIN.read_bytes() + TEST.read_bytes()).hexdigest()
-
-
 def prepare(engine: "Engine", force: bool = False) -> Card:
     """Train the bundled QA model (unless it exists for the same data), compare it with the LLM, record both in its
     card; returns the card."""
     from ..tasks.qa import LLM, answer_batch
+    from .bundled import files_hash, ready, record
     from .finetune_qa import load_examples, score
 
-    digest = _data_hash()
-    if engine.trained.has(NAME) and not force and engine.trained.card(NAME).data.get("files_sha256") == digest:
-        log.info("%s is ready (same data)", NAME)
-        return engine.trained.card(NAME)
+    digest = files_hash(TRAIN, TEST)
+    if not force and (card := ready(engine, NAME, digest)) is not None:
+        return card
     last = None
     for last in engine.finetune_qa(TRAIN, test=TEST, name=NAME, **SETTINGS):
         if last.kind in ("start", "epoch"):
@@ -91,10 +85,8 @@ def prepare(engine: "Engine", force: bool = False) -> Card:
     llm = score([a.text for a in answers], test)
     card = engine.trained.card(NAME)
     beats = card.metrics["exact_match"] > llm.exact_match
-    metrics = dict(card.metrics, llm=dict(dataclasses.asdict(llm), model=answers[0].model), offline_default=beats)
-    card = dataclasses.replace(card, metrics=metrics, data=dict(card.data, files_sha256=digest))
-    (engine.trained.folder(NAME) / CARD).write_text(card.to_json(), encoding="utf-8")
-    engine.trained.scan()  # registers the new card
+    card = record(engine, card, {"llm": dict(dataclasses.asdict(llm), model=answers[0].model),
+                                 "offline_default": beats}, digest)
     log.info("%s: exact match %.1f%%, the instruct LLM %.1f%%: %s", NAME, 100 * card.metrics["exact_match"],
              100 * llm.exact_match, "the offline default" if beats else "not the default (the LLM did as well)")
     return card

@@ -134,6 +134,21 @@ def base_choices(engine: "Engine") -> list[str]:
     return [s.name for s in specs]
 
 
+def check_whole_numbers(*checks: tuple[str, Any, int, int]) -> None:
+    """Each ``(name, value, low, high)``: a whole number (not a bool) from ``low`` to ``high``, else the error
+    naming it."""
+    for key, value, low, high in checks:
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
+            raise InvalidOptionsError(f"{key} must be a whole number from {low} to {high}, got {value!r}.")
+
+
+def check_learning_rate(value: Any) -> float:
+    """A learning rate above 0 and at most 1, or the error naming it."""
+    if not isinstance(value, (int, float)) or not (math.isfinite(value) and 0 < value <= 1):
+        raise InvalidOptionsError(f"learning_rate must be above 0 and at most 1, got {value!r}.")
+    return float(value)
+
+
 def check_options(engine: "Engine", *, base: str | None, method: str, top_layers: int, epochs: int, batch_size: int,
                   learning_rate: float | None, max_length: int, seed: int, name: str | None, optimizer: str,
                   class_weights: bool, test_fraction: float, lora_r: int) -> tuple[ClassifierOptions, "ModelSpec"]:
@@ -143,21 +158,16 @@ def check_options(engine: "Engine", *, base: str | None, method: str, top_layers
         raise InvalidOptionsError(f"method must be one of {', '.join(METHODS)}, got {method!r}.")
     if optimizer not in OPTIMIZERS:
         raise InvalidOptionsError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
-    for key, value, low, high in (("epochs", epochs, 1, 50), ("batch_size", batch_size, 1, 256),
-                                  ("max_length", max_length, 8, 512), ("top_layers", top_layers, 1, 64),
-                                  ("lora_r", lora_r, 1, 256)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-            raise InvalidOptionsError(f"{key} must be a whole number from {low} to {high}, got {value!r}.")
+    check_whole_numbers(("epochs", epochs, 1, 50), ("batch_size", batch_size, 1, 256),
+                        ("max_length", max_length, 8, 512), ("top_layers", top_layers, 1, 64),
+                        ("lora_r", lora_r, 1, 256))
     lr = DEFAULT_LEARNING_RATE[method] if learning_rate in (None, 0) else float(learning_rate)
     if not (math.isfinite(lr) and 0 < lr <= 1):
         raise InvalidOptionsError(f"learning_rate must be above 0 and at most 1, got {learning_rate!r}.")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise InvalidOptionsError(f"seed must be a whole number, got {seed!r}.")
     default_name = f"{spec.name.split('-')[0].lower()}-{method.replace('_', '-')}-classifier"
-    name = check_model_name(name or default_name, engine.registry, engine.trained)
-    if name in engine.registry.names() and engine.registry.get(name).task != TASK:
-        raise InvalidOptionsError(f"{name!r} is already a trained {engine.registry.get(name).task} model; choose "
-                                  "another name.")
+    name = check_model_name(name or default_name, engine.registry, engine.trained, TASK)
     opts = ClassifierOptions(spec.name, method, int(top_layers), int(epochs), int(batch_size), lr, int(max_length),
                              int(seed), name, optimizer, bool(class_weights), float(test_fraction), int(lora_r))
     return opts, spec

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError, InvalidOptionsError
-from .finetune import _autocast, lr_at
+from .finetune import _autocast, check_learning_rate, check_whole_numbers, lr_at
 from .store import Card, check_model_name, now_iso
 
 if TYPE_CHECKING:
@@ -90,22 +89,17 @@ def finetune_lm(engine: "Engine", text: str, *, base: str | None = None, lora_r:
     spec = engine.spec(TASK, base) if base else engine.registry.default(TASK)
     if spec.family != "causal-lm":
         raise InvalidOptionsError(f"{spec.name} is not a causal language model.")
-    for key, value, low, high in (("lora_r", lora_r, 1, 256), ("steps", steps, 1, MAX_STEPS),
-                                  ("block_size", block_size, 8, 1024), ("batch_size", batch_size, 1, 64)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-            raise InvalidOptionsError(f"{key} must be a whole number from {low} to {high}, got {value!r}.")
-    if not isinstance(learning_rate, (int, float)) or not (math.isfinite(learning_rate) and 0 < learning_rate <= 1):
-        raise InvalidOptionsError(f"learning_rate must be above 0 and at most 1, got {learning_rate!r}.")
+    check_whole_numbers(("lora_r", lora_r, 1, 256), ("steps", steps, 1, MAX_STEPS),
+                        ("block_size", block_size, 8, 1024), ("batch_size", batch_size, 1, 64))
+    check_learning_rate(learning_rate)
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError("The text to fine-tune on is empty: paste or upload some text.")
     if "\x00" in text:
         raise InvalidInputError("The text holds binary data (NUL bytes); give plain text.")
     if len(text.encode("utf-8")) > engine.settings.max_upload_bytes:
         raise InvalidInputError(f"The text is larger than {engine.settings.max_upload_bytes / 2**20:.0f} MB.")
-    name = check_model_name(name or f"{spec.name.split('-')[0].lower()}-lora", engine.registry, engine.trained)
-    if name in engine.registry.names() and engine.registry.get(name).task != TASK:
-        raise InvalidOptionsError(f"{name!r} is already a trained {engine.registry.get(name).task} model; choose "
-                                  "another name.")
+    name = check_model_name(name or f"{spec.name.split('-')[0].lower()}-lora", engine.registry, engine.trained,
+                            TASK)
     from transformers import AutoTokenizer
 
     from ..sources import resolve_files

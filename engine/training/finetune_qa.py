@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-import math
 import random
 import re
 import string
@@ -33,7 +32,7 @@ import torch
 from ..errors import InputTooLargeError, InvalidInputError, InvalidOptionsError
 from ..tasks.common import length_sorted_batches
 from . import tables
-from .finetune import _autocast, lr_at, resolve_base
+from .finetune import _autocast, check_learning_rate, check_whole_numbers, lr_at, resolve_base
 from .store import Card, check_model_name, now_iso
 
 if TYPE_CHECKING:
@@ -239,7 +238,8 @@ class _Features:
         self.tokenizer = tokenizer
         enc = tokenizer([e.question for e in examples], [e.context for e in examples], truncation="only_second",
                         max_length=max_length, return_offsets_mapping=True)
-        self.ids, self.offsets, self.context_mask, self.starts, self.ends, self.examples = [], [], [], [], [], []
+        self.names = [n for n in tokenizer.model_input_names if n in enc]  # ids, and BERT's token types
+        self.inputs, self.offsets, self.context_mask, self.starts, self.ends, self.examples = [], [], [], [], [], []
         self.cut = 0  # examples whose answer lies beyond the window
         for i, example in enumerate(examples):
             seq = enc.sequence_ids(i)
@@ -250,7 +250,7 @@ class _Features:
             if not tokens:
                 self.cut += 1
                 continue
-            self.ids.append(enc["input_ids"][i])
+            self.inputs.append({n: enc[n][i] for n in self.names})
             self.offsets.append(offsets)
             self.context_mask.append(np.array(in_context))
             self.starts.append(tokens[0])
@@ -258,19 +258,16 @@ class _Features:
             self.examples.append(example)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.inputs)
+
+    def length(self, i: int) -> int:
+        return len(self.inputs[i]["input_ids"])
 
     def batches(self, size: int) -> list[list[int]]:
-        return length_sorted_batches(self.ids, len, size)
+        return length_sorted_batches(range(len(self)), self.length, size)
 
     def get(self, idx: list[int], device: str) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer.pad({"input_ids": [self.ids[i] for i in idx]}, return_tensors="pt")
-        if "token_type_ids" in self.tokenizer.model_input_names:  # BERT: 0 for the question, 1 for the context
-            types = torch.zeros_like(enc["input_ids"])
-            for row, i in enumerate(idx):
-                first = int(np.argmax(self.context_mask[i]))
-                types[row, first:len(self.ids[i])] = 1
-            enc["token_type_ids"] = types
+        enc = self.tokenizer.pad({n: [self.inputs[i][n] for i in idx] for n in self.names}, return_tensors="pt")
         return {k: v.to(device) for k, v in enc.items()}
 
 
@@ -287,7 +284,7 @@ def predict(model: Any, features: _Features, device: str, autocast: Callable) ->
                 output = model(**features.get(idx, device))
             starts, ends = output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
             for row, i in enumerate(idx):
-                n, allowed = len(features.ids[i]), features.context_mask[i]
+                n, allowed = features.length(i), features.context_mask[i]
                 spans = top_spans(_masked_softmax(starts[row, :n], allowed), _masked_softmax(ends[row, :n], allowed),
                                   allowed, MAX_ANSWER_TOKENS, 1)
                 if spans:
@@ -305,18 +302,12 @@ def check_options(engine: "Engine", *, base: str | None, epochs: int, batch_size
     if spec.family not in ENCODER_FAMILIES:
         raise InvalidOptionsError(f"{spec.name} is a {spec.family} model; an extractive QA model starts from an "
                                   f"encoder ({', '.join(ENCODER_FAMILIES)}).")
-    for key, value, low, high in (("epochs", epochs, 1, 50), ("batch_size", batch_size, 1, 256),
-                                  ("max_length", max_length, 32, 512)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-            raise InvalidOptionsError(f"{key} must be a whole number from {low} to {high}, got {value!r}.")
-    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and 0 < learning_rate <= 1):
-        raise InvalidOptionsError(f"learning_rate must be above 0 and at most 1, got {learning_rate!r}.")
+    check_whole_numbers(("epochs", epochs, 1, 50), ("batch_size", batch_size, 1, 256),
+                        ("max_length", max_length, 32, 512))
+    check_learning_rate(learning_rate)
     if not 0 < test_fraction < 1:
         raise InvalidOptionsError(f"test_fraction must be between 0 and 1, got {test_fraction!r}.")
-    name = check_model_name(name or f"{spec.name}-finetuned-qa", engine.registry, engine.trained)
-    if name in engine.registry.names() and engine.registry.get(name).task != TASK:
-        raise InvalidOptionsError(f"{name!r} is already a trained {engine.registry.get(name).task} model; choose "
-                                  "another name.")
+    name = check_model_name(name or f"{spec.name}-finetuned-qa", engine.registry, engine.trained, TASK)
     return QAOptions(spec.name, int(epochs), int(batch_size), float(learning_rate), int(max_length), int(seed), name,
                      float(test_fraction)), spec
 

@@ -68,15 +68,19 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def check_model_name(name: Any, registry: Registry, trained: "TrainedModels") -> str:
+def check_model_name(name: Any, registry: Registry, trained: "TrainedModels",
+                     task: str | None = None) -> str:
     """A name for a new trained model: letters, digits, '.', '_' and '-', not the name of a built-in model (a model
-    trained earlier under the same name is replaced)."""
+    trained earlier under the same name is replaced, when it served the same ``task``)."""
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name.strip()):
         raise InvalidOptionsError(f"name must be 1 to 64 letters, digits, '.', '_' or '-' (starting with a letter "
                                   f"or digit), got {name!r}.")
     name = name.strip()
     if name in registry.names() and not trained.has(name):
         raise InvalidOptionsError(f"The name {name!r} belongs to a built-in model; choose another name.")
+    if task is not None and name in registry.names() and registry.get(name).task != task:
+        raise InvalidOptionsError(f"{name!r} is already a trained {registry.get(name).task} model; choose another "
+                                  "name.")
     return name
 
 
