@@ -144,8 +144,8 @@ def _inputs(source: PackagedSource, dirs: list[Path]) -> list[Path]:
     parts = sorted((p for d in dirs for p in d.rglob("model.bin*") if _part_number(p) >= 0), key=_part_number)
     numbers = [_part_number(p) for p in parts]
     if not parts or (numbers != [0] and numbers != list(range(1, len(parts) + 1))):
-        raise ModelLoadError(f"Model {source.key!r}: missing or incomplete CTranslate2 model.bin parts {[p.name for p in parts]} "
-                             f"in {', '.join(map(str, dirs))}. Reinstall: "
+        raise ModelLoadError(f"Model {source.key!r}: missing or incomplete CTranslate2 model.bin parts "
+                             f"{[p.name for p in parts]} in {', '.join(map(str, dirs))}. Reinstall: "
                              f"`{source.install_command} --force-reinstall`.")
     configs = [p for d in dirs for p in d.rglob("config.json")][:1]
     return parts + configs
@@ -262,17 +262,21 @@ def _publish(tmp: Path, final: Path) -> None:
 def _convert_gguf_causal_lm(gguf: Path, out: Path) -> None:
     """GGUF (quantized llama) to a float32 transformers folder with the tokenizer and its chat template."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    # transformers' own GGUF reader: from_pretrained(gguf_file=...) would need `accelerate` just for a version
-    # check; building the model from the GGUF config and loading the dequantized tensors needs nothing extra.
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    from .loading import building
 
     folder, name = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
-    if hasattr(config, "quantization_config"):  # weights are dequantized below; a leftover entry would mislead
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with building():
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        # transformers' own GGUF reader: from_pretrained(gguf_file=...) would need `accelerate` just for a version
+        # check; building the model from the GGUF config and loading the dequantized tensors needs nothing extra.
+        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        if hasattr(config, "quantization_config"):  # weights are dequantized below; a leftover entry would mislead
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)["tensors"]
     result = model.load_state_dict(tensors, strict=False)
     tied = {"lm_head.weight"} if config.tie_word_embeddings else set()

@@ -27,6 +27,7 @@ import torch
 
 from ..cache import module_nbytes
 from ..errors import CancelledError, InputTooLargeError, InvalidInputError, InvalidOptionsError
+from ..loading import load_tokenizer, pretrained
 from ..registry import ModelSpec
 from ..worker import Request
 from .common import check_text
@@ -142,13 +143,11 @@ class AttentionModel:
     """A model loaded with eager attention, serving attention-map requests (one text per forward pass)."""
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype) -> None:
-        from transformers import AutoModel, AutoTokenizer
-
         self.spec, self.device = spec, device
         self.causal = spec.task == "text-generation"
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = load_tokenizer(folder)
         # The base model (no task head) is enough: attention is all in the body. Eager attention builds the matrix.
-        self.model = AutoModel.from_pretrained(folder, dtype=dtype, attn_implementation="eager").to(device).eval()
+        self.model = pretrained("AutoModel", folder, dtype, attn_implementation="eager").to(device).eval()
         self.nbytes = module_nbytes(self.model)
         config = self.model.config
         self.num_layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0)

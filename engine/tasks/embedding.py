@@ -30,6 +30,7 @@ import torch
 
 from ..cache import module_nbytes
 from ..errors import InputTooLargeError, InvalidInputError, InvalidOptionsError, UnknownModelError
+from ..loading import load_tokenizer, pretrained
 from ..registry import ModelSpec
 from ..weights import apply_onednn
 from ..worker import Progress, Request
@@ -151,11 +152,9 @@ class SentenceEncoder:
     """A sentence encoder and its tokenizer; ``run_batch`` embeds every text of the requests it is given."""
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype, batch: int = BATCH) -> None:
-        from transformers import AutoModel, AutoTokenizer
-
         self.spec, self.device, self.batch = spec, device, batch
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder, dtype=dtype, use_safetensors=True).to(device).eval()
+        self.tokenizer = load_tokenizer(folder)
+        self.model = pretrained("AutoModel", folder, dtype, use_safetensors=True).to(device).eval()
         apply_onednn(self.model)  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
         self.nbytes = module_nbytes(self.model)
         max_len, self.pooling = _sentence_transformers_config(Path(folder))

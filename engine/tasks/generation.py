@@ -35,6 +35,7 @@ import torch
 
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidInputError, InvalidOptionsError
+from ..loading import load_tokenizer, pretrained
 from ..registry import ModelSpec
 from ..llama import LlamaDecoder, unsupported as llama_unsupported
 from ..weights import (OneDNNLinear, apply_onednn, apply_weights, bytes_per_token, packs, resolve_weights,
@@ -312,11 +313,9 @@ class CausalLM:
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype, max_batch: int = 16,
                  weights: str = "fp32", compile: bool | str = False) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.spec, self.device, self.max_batch = spec, device, max_batch
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+        self.tokenizer = load_tokenizer(folder)
+        self.model = pretrained("AutoModelForCausalLM", folder, dtype).to(device).eval()
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
         # reduced-precision Linear weights (engine.weights); bf16 on a model already in bf16 changes nothing
         self.weights = weights if weights in ("int8", "int4") or dtype == torch.float32 else "fp32"

@@ -34,6 +34,7 @@ import torch
 
 from ..cache import module_nbytes
 from ..errors import CancelledError, InputTooLargeError, InvalidInputError, InvalidOptionsError, ModelUnavailableError
+from ..loading import load_tokenizer, pretrained
 from ..registry import ModelSpec
 from ..weights import apply_onednn
 from ..worker import Request
@@ -138,14 +139,12 @@ class ExtractiveQA:
     """An extractive QA model and its fast tokenizer, serving batches of (question, context) pairs."""
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype) -> None:
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
         self.spec, self.device = spec, device
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenizer = load_tokenizer(folder)
         if not self.tokenizer.is_fast:
             raise InvalidOptionsError(f"Model {spec.name!r} has no fast tokenizer (tokenizer.json), which question "
                                       "answering needs for character offsets.")
-        self.model = AutoModelForQuestionAnswering.from_pretrained(folder, dtype=dtype, use_safetensors=None)
+        self.model = pretrained("AutoModelForQuestionAnswering", folder, dtype, use_safetensors=None)
         self.model.to(device).eval()
         apply_onednn(self.model)  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
         self.nbytes = module_nbytes(self.model)

@@ -31,6 +31,7 @@ import torch
 
 from ..cache import module_nbytes
 from ..errors import CancelledError, InputTooLargeError, InvalidInputError, ModelUnavailableError
+from ..loading import load_tokenizer, pretrained
 from ..registry import ModelSpec
 from ..weights import apply_onednn
 from ..worker import Progress, Request
@@ -150,11 +151,9 @@ class SequenceClassifier:
     """A sequence-classification model and its tokenizer, serving batches of texts."""
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         self.spec, self.device = spec, device
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype, use_safetensors=None)
+        self.tokenizer = load_tokenizer(folder)
+        self.model = pretrained("AutoModelForSequenceClassification", folder, dtype, use_safetensors=None)
         self.model.to(device).eval()
         apply_onednn(self.model)  # fp32 on the CPU: oneDNN's products (engine.weights.OneDNNLinear)
         self.nbytes = module_nbytes(self.model)

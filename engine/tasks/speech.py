@@ -47,6 +47,7 @@ import torch
 from ..audio import SAMPLE_RATE, Audio, AudioSource, is_silent, load_audio, speech_fraction
 from ..cache import module_nbytes
 from ..errors import CancelledError, InvalidOptionsError, ModelLoadError
+from ..loading import building
 from ..registry import ModelSpec
 from ..subtitles import Segment
 from ..weights import apply_onednn, packing_available, resolve_speech_weights
@@ -223,7 +224,8 @@ class WhisperModel:
         import whisper
 
         self.spec, self.device = spec, device
-        self.model: "whisper.Whisper" = whisper.load_model(str(checkpoint), device=device).eval()
+        with building():
+            self.model: "whisper.Whisper" = whisper.load_model(str(checkpoint), device=device).eval()
         # openai-whisper runs in fp16 on a GPU (its layers cast weights to the input's dtype); on the CPU fp32, with
         # the audio encoder in the encoders' dtype (bf16 on a CPU with bf16 units) and the decoder's per-token
         # products in ``weights`` (fp32 or int8, see engine.weights.resolve_speech_weights)

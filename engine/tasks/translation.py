@@ -27,6 +27,7 @@ import torch
 from ..cache import module_nbytes
 from ..errors import (CancelledError, InvalidInputError, InvalidOptionsError, ModelLoadError,
                       ModelUnavailableError, UnknownModelError)
+from ..loading import load_tokenizer, pretrained
 from ..registry import ModelSpec
 from ..text import base_language, detect_script_language, segment
 from ..worker import Progress, Request
@@ -133,11 +134,9 @@ class Seq2SeqTranslator:
     """A Marian, NLLB or M2M100 model and its tokenizer, translating batches of sentences."""
 
     def __init__(self, spec: ModelSpec, folder: Path, device: str, dtype: torch.dtype) -> None:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
         self.spec, self.device = spec, device
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSeq2SeqLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+        self.tokenizer = load_tokenizer(folder)
+        self.model = pretrained("AutoModelForSeq2SeqLM", folder, dtype).to(device).eval()
         self.nbytes = module_nbytes(self.model)
         limit = getattr(self.tokenizer, "model_max_length", 0) or 0
         positions = getattr(self.model.config, "max_position_embeddings", 0) or 512

@@ -94,7 +94,11 @@ def make_tokenizer(text: str, kind: str = "char", vocab_size: int = 1024) -> Any
     """A ``transformers.PreTrainedTokenizerFast`` made from ``text``: one token per character (``"char"``), or a
     byte-level BPE of ``vocab_size`` tokens trained on it (``"bpe"``). No special tokens: every id is text."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+
+    from ..loading import building
+
+    with building():  # transformers' lazy import, one thread at a time (engine.loading)
+        from transformers import PreTrainedTokenizerFast
 
     if kind == "char":
         chars = sorted(set(text))

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidOptionsError
+from ..loading import building, load_tokenizer, pretrained
 from ..tasks.common import length_sorted_batches
 from . import tables
 from .baselines import Baseline, majority, tfidf_logistic_regression
@@ -236,9 +237,10 @@ def finetune_classifier(engine: "Engine", train: tables.Source, *, test: tables.
 def _check_layers(folder: Path, opts: ClassifierOptions) -> None:
     if opts.method != "top_layers":
         return
-    from transformers import AutoConfig
+    with building():
+        from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder)
     n = next((getattr(config, k) for k in ("num_hidden_layers", "n_layers", "n_layer") if hasattr(config, k)), None)
     if n is not None and opts.top_layers > n:
         raise InvalidOptionsError(f"top_layers is {opts.top_layers}, but {opts.base} has {n} layers; choose 1 to {n} "
@@ -250,19 +252,18 @@ def _check_layers(folder: Path, opts: ClassifierOptions) -> None:
 
 def build_model(folder: Path, labels: tuple[str, ...], seed: int) -> tuple[Any, Any]:
     """(tokenizer, model): the pretrained model with a new, seeded classification head for ``labels``."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     if tokenizer.pad_token is None:  # decoders such as GPT-2 have none; the head reads the last non-pad token
         tokenizer.pad_token = tokenizer.eos_token
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "some weights are newly initialized": the head, on purpose
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        model = pretrained(
+            "AutoModelForSequenceClassification", folder, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
-            dtype=torch.float32, pad_token_id=tokenizer.pad_token_id)
+            pad_token_id=tokenizer.pad_token_id)
     finally:
         hf_logging.set_verbosity(verbosity)
     model.config.use_cache = False

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError, InvalidOptionsError
+from ..loading import load_tokenizer, pretrained
 from .finetune import _autocast, check_learning_rate, check_whole_numbers, lr_at
 from .store import Card, check_model_name, now_iso
 
@@ -100,12 +101,10 @@ def finetune_lm(engine: "Engine", text: str, *, base: str | None = None, lora_r:
         raise InvalidInputError(f"The text is larger than {engine.settings.max_upload_bytes / 2**20:.0f} MB.")
     name = check_model_name(name or f"{spec.name.split('-')[0].lower()}-lora", engine.registry, engine.trained,
                             TASK)
-    from transformers import AutoTokenizer
-
     from ..sources import resolve_files
 
     folder = Path(resolve_files(spec, engine.settings))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # windows: no length limit
     n_val = max(block_size + 1, int(len(ids) * VAL_FRACTION))
     if len(ids) - n_val < block_size + 1:
@@ -148,13 +147,11 @@ def _job(engine: "Engine", opts: LMOptions, spec: "ModelSpec", folder: Path, tok
     def job(should_stop: Callable[[], bool]) -> Iterator[LMEvent]:
         from peft import LoraConfig, TaskType, get_peft_model
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
-        from transformers import AutoModelForCausalLM
-
         t0 = time.perf_counter()
         device = engine.policy.device
         autocast = lambda: _autocast(engine)  # noqa: E731
         torch.manual_seed(opts.seed)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
+        model = pretrained("AutoModelForCausalLM", folder).to(device)
         model.config.use_cache = False
         before = perplexity(model, val, opts.block_size, device, autocast)
         sample_before = sample(model, tokenizer, opts.prompt, device)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import InputTooLargeError, InvalidInputError, InvalidOptionsError
+from ..loading import load_tokenizer, pretrained
 from ..tasks.common import length_sorted_batches
 from . import tables
 from .finetune import _autocast, check_learning_rate, check_whole_numbers, lr_at, resolve_base
@@ -348,18 +349,16 @@ def finetune_qa(engine: "Engine", train: Source, *, test: Source | None = None, 
 
 def build_model(folder: Path, seed: int) -> tuple[Any, Any]:
     """(tokenizer, model): the pretrained encoder with a new, seeded span head."""
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     if not tokenizer.is_fast:
         raise InvalidOptionsError("This base model has no fast tokenizer (tokenizer.json), which extractive QA needs "
                                   "for character offsets.")
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "some weights are newly initialized": the span head, on purpose
     try:
-        model = AutoModelForQuestionAnswering.from_pretrained(folder, dtype=torch.float32,
-                                                              ignore_mismatched_sizes=True)
+        model = pretrained("AutoModelForQuestionAnswering", folder, ignore_mismatched_sizes=True)
     finally:
         hf_logging.set_verbosity(verbosity)
     generator = torch.Generator().manual_seed(seed)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidOptionsError
+from ..loading import building
 from .data import MAX_VOCAB, MIN_VOCAB, TOKENIZERS, TokenData
 
 log = logging.getLogger(__name__)
@@ -166,10 +167,11 @@ def model_config(o: PretrainOptions, vocab_size: int) -> Any:
 
 
 def build_model(o: PretrainOptions, vocab_size: int) -> Any:
-    from transformers import GPT2LMHeadModel
+    with building():  # the seed and the draws it makes, together (one build at a time: engine.loading)
+        from transformers import GPT2LMHeadModel
 
-    torch.manual_seed(o.seed)
-    return GPT2LMHeadModel(model_config(o, vocab_size))
+        torch.manual_seed(o.seed)
+        return GPT2LMHeadModel(model_config(o, vocab_size))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

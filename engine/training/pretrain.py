@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 
 from ..errors import BusyError, InvalidInputError, InvalidOptionsError, UnknownModelError
+from ..loading import load_tokenizer, pretrained
 from .data import CORPORA, TOKENS_FILE, TokenData, check_corpus, corpus_text, encode, make_tokenizer, text_digest
 from .gpt import (PretrainOptions, ThreadChooser, build_model, count_parameters, estimate_loss, get_lr, loss_of,
                   make_optimizer, make_options, sample)
@@ -131,8 +132,6 @@ def _new_setup(engine: "Engine", name: str, text: str, o: PretrainOptions, devic
 
 def _resume_setup(engine: "Engine", name: str, overrides: dict[str, Any], device: str,
                   autocast: torch.dtype | None) -> _Setup:
-    from transformers import AutoTokenizer
-
     card = engine.trained.card(name)
     folder = engine.trained.folder(name)
     if card.kind != KIND or not (folder / STATE_FILE).is_file():
@@ -153,7 +152,7 @@ def _resume_setup(engine: "Engine", name: str, overrides: dict[str, Any], device
         for file in folder.iterdir():
             if file.name.startswith("tokenizer") or file.name in (TOKENS_FILE, "special_tokens_map.json"):
                 shutil.copy2(file, staging / file.name)
-        tokenizer = AutoTokenizer.from_pretrained(staging)
+        tokenizer = load_tokenizer(staging)
         data = TokenData(staging / TOKENS_FILE, len(tokenizer))
     except BaseException:
         engine.trained.discard(staging)
@@ -274,13 +273,11 @@ def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
 
 def _train(s: _Setup, should_stop: Callable[[], bool]) -> Iterator[PretrainProgress]:
     """The training loop; ends with one event with ``done=True`` after the model is saved and registered."""
-    from transformers import GPT2LMHeadModel
-
     o, data, device = s.options, s.data, s.device
     chooser = ThreadChooser(device)
     try:
         if s.resume_from is not None:
-            model = GPT2LMHeadModel.from_pretrained(s.resume_from, dtype=torch.float32).to(device).train()
+            model = pretrained("GPT2LMHeadModel", s.resume_from).to(device).train()
             model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = o.dropout
         else:
             model = build_model(o, len(s.tokenizer)).to(device).train()
