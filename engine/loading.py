@@ -44,8 +44,10 @@ _NAMES = ("AutoConfig", "AutoTokenizer", "AutoModel", "AutoModelForCausalLM", "A
 
 @contextlib.contextmanager
 def building() -> Iterator[None]:
-    """Hold while building a model (or its tokenizer): one build at a time in this process. If what ran inside left
-    torch's default dtype changed, it is put back (and logged: it would change every thread's new tensors)."""
+    """Hold while building a model (or its tokenizer): one build at a time in this process, under a float32
+    default dtype (the engine casts what it builds itself; a program that made another dtype its default gets it
+    back afterwards). If what ran inside changed the default, it is put back, and logged: it would change every
+    thread's new tensors."""
     global _imported
     with _LOCK:
         if not _imported:
@@ -55,13 +57,14 @@ def building() -> Iterator[None]:
                 getattr(transformers, name)
             _imported = True
         default = torch.get_default_dtype()
+        if default != torch.float32:  # whisper.load_model builds in the default: at bf16, a half-bf16 model
+            torch.set_default_dtype(torch.float32)
         try:
             yield
         finally:
-            if torch.get_default_dtype() != default:
-                log.warning("a model build left torch's default dtype at %s; restored to %s",
-                            torch.get_default_dtype(), default)
-                torch.set_default_dtype(default)
+            if torch.get_default_dtype() != torch.float32:
+                log.warning("a model build left torch's default dtype at %s", torch.get_default_dtype())
+            torch.set_default_dtype(default)
 
 
 def pretrained(cls: type | str, folder: str | Path, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Any:

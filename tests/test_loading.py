@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, LlamaForCausalLM
@@ -83,3 +84,28 @@ def test_a_build_that_changes_the_default_dtype_is_put_right() -> None:
     with building():
         torch.set_default_dtype(torch.float64)
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_a_program_whose_default_is_bf16_still_gets_a_whole_fp32_whisper(
+        tiny_whisper: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """whisper.load_model builds in the default dtype: at bf16, its layer norms met fp32 inputs ("mixed dtype") and
+    every transcription failed, as in CI once a racing build had left bf16 the default."""
+    from engine import Engine, Settings
+    from engine.registry import ModelSpec, Registry
+    from engine.tasks import speech
+
+    monkeypatch.setattr(speech, "TEMPERATURES", (0.0,))  # a random model's babble would be retried at six
+    registry = Registry()
+    registry.add(ModelSpec("tiny-whisper", "speech-to-text", "whisper", f"path:{tiny_whisper}", default=True))
+    engine = Engine(Settings(cache_dir=tmp_path, offline=True), registry)
+    tone = (0.3 * np.sin(np.arange(2 * speech.SAMPLE_RATE) * 2 * np.pi * 220 / speech.SAMPLE_RATE)).astype(np.float32)
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        transcript = engine.transcribe((speech.SAMPLE_RATE, tone))
+        assert torch.get_default_dtype() == torch.bfloat16  # the program's own choice, kept
+    finally:
+        torch.set_default_dtype(torch.float32)
+        engine.close()
+    model = engine.served("speech-to-text", "tiny-whisper").model
+    assert {p.dtype for p in model.decoder.parameters()} == {torch.float32}
+    assert transcript.duration_s == pytest.approx(2.0, abs=0.01)

@@ -91,7 +91,7 @@ class _Step:
         size = 2 * torch.Size(shape).numel()
         memory = self._memory.get(name)
         if memory is None or memory.numel() < size:
-            memory = self._memory[name] = torch.empty(size)
+            memory = self._memory[name] = torch.empty(size, dtype=torch.float32)
         return memory[: size // 2].view(shape), memory[size // 2: size].view(shape)
 
 
@@ -105,7 +105,7 @@ def _fuse(layers: list[Any]) -> torch.nn.Module:
     ones their weights. The layers' own weights become views into the stacked ones, so nothing is stored twice."""
     with torch.no_grad():
         bias = torch.cat([layer.bias.detach().float() if layer.bias is not None
-                          else torch.zeros(layer.out_features) for layer in layers])
+                          else torch.zeros(layer.out_features, dtype=torch.float32) for layer in layers])
         if all(isinstance(layer, Int8Linear) for layer in layers):
             fused = Int8Linear.from_rows(torch.cat([layer.weight for layer in layers]),
                                          torch.cat([layer.scales for layer in layers]), bias)
