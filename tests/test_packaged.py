@@ -173,6 +173,37 @@ def test_a_touched_but_intact_output_is_kept(tmp_path: Path, monkeypatch: pytest
     assert manifest["outputs"]["whisper/tiny.en.pt"]["mtime_ns"] == st.st_mtime_ns + 1_000_000_000  # not hashed again
 
 
+def test_the_same_wheels_in_another_environment_convert_nothing(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean checkout (CI's) installs the same wheels into its own .venv: the manifest names inputs by their place
+    in the package, so the conversion already in the shared cache serves it (it was named by absolute path, and each
+    checkout converted again, inside whichever test first asked)."""
+    cache = tmp_path / "cache"
+    path = packaged.materialize("whisper-tiny.en", cache)
+    real = packaged._package_dir
+    other = tmp_path / "other-venv" / "lib" / "python3.11" / "site-packages"
+
+    def moved(name: str) -> Path | None:
+        folder = real(name)
+        if folder is None:
+            return None
+        copy = other / folder.name
+        if not copy.exists():
+            for file in folder.rglob("*"):
+                if file.is_file():
+                    (copy / file.relative_to(folder)).parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.link(file, copy / file.relative_to(folder))  # the same bytes, another place
+                    except OSError:  # another file system
+                        shutil.copy2(file, copy / file.relative_to(folder))
+        return copy
+
+    monkeypatch.setattr(packaged, "_package_dir", moved)
+    spy = ConversionSpy(monkeypatch)
+    assert packaged.materialize("whisper-tiny.en", cache) == path and spy.calls == []
+    assert packaged.is_ready("whisper-tiny.en", cache)
+
+
 def test_concurrent_callers_convert_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spy = ConversionSpy(monkeypatch)
     results: list[Path] = []
