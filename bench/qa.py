@@ -122,7 +122,7 @@ def compare(base: list, eng: list, config: dict) -> common.Agreement:
 
 
 BENCH = common.Benchmark(
-    task="question-answering", target=4.0,
+    task="question-answering", target=2.0,  # issue 17; issue 8 asked 4x, assuming AMX bf16 units
     workload=lambda config: f"{len(config['pairs'])} question/context pairs: {config['model']}",
     script=__file__, prepare=prepare, sides={"baseline": Baseline, "engine": EngineSide}, compare=compare,
     units=lambda outputs, config: len(outputs), unit="pairs")

@@ -102,7 +102,7 @@ def compare(base: list, eng: list, config: dict) -> common.Agreement:
 
 
 BENCH = common.Benchmark(
-    task="sentiment", target=5.0,
+    task="sentiment", target=3.0,  # issue 17; issue 8 asked 5x, assuming AMX bf16 units
     workload=lambda c: f"{len(c['texts'])} texts of {min(len(t.split()) for t in c['texts'])}-"
                        f"{max(len(t.split()) for t in c['texts'])} words: {c['model']}",
     script=__file__, prepare=prepare, sides={"baseline": Baseline, "engine": EngineSide}, compare=compare,
