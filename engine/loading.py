@@ -7,10 +7,10 @@ in the libraries it loads with are process-wide:
   default it found (transformers' ``modeling_utils.local_torch_dtype``). Two loads at once interleave: measured
   with plain ``from_pretrained`` in two threads (tiny DistilBERT in bf16, tiny Llama in fp32, started together 30
   times), 20 of the 30 rounds gave a model of mixed dtypes or left bf16 the default for the rest of the process, so
-  that every tensor made afterwards without a dtype (whisper's STFT window among them) was bf16: in CI's load test
-  every ``/transcribe`` failed from then on, and a QA model built half in bf16 could not run its fp32 products
-  (oneDNN: "could not create a primitive descriptor"). Even one load at a time makes every *other* thread's new
-  tensors bf16 for the 10-20 ms it builds.
+  that everything made afterwards without a dtype was bf16: in CI's load test a QA model built half in bf16 could not
+  run its fp32 products (oneDNN: "could not create a primitive descriptor"), and whisper, which builds in the default
+  dtype, came out half bf16 ("mixed dtype" in its layer norms: every ``/transcribe`` failed). Even one load at a time
+  makes every *other* thread's new tensors bf16 for the 10-20 ms it builds.
 - transformers imports its classes lazily, on first attribute access; two threads asking at once can see a
   half-imported module (``cannot import name 'AutoConfig' from 'transformers'``, seen in the load test).
 
