@@ -67,18 +67,27 @@ def building() -> Iterator[None]:
             torch.set_default_dtype(default)
 
 
-def pretrained(cls: type | str, folder: str | Path, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Any:
+def pretrained(cls: type | str, folder: str | Path, dtype: torch.dtype = torch.float32, *, new_head: bool = False,
+               **kwargs: Any) -> Any:
     """``cls.from_pretrained(folder, dtype=dtype, **kwargs)`` without touching torch's default dtype (``cls``: a model
     class, or the name of one of transformers', looked up under the lock): built in float32
     (which transformers sets as the default while it builds: no change) under :func:`building`, then cast to
     ``dtype`` the way transformers' own build at ``dtype`` has it (:func:`_cast`; tests/test_loading.py compares the
-    two). Cost of a bf16/fp16 ``dtype``: the float32 weights exist for a moment (2x a bf16 checkpoint), and a cast."""
+    two). Cost of a bf16/fp16 ``dtype``: the float32 weights exist for a moment (2x a bf16 checkpoint), and a cast.
+    ``new_head``: the fine-tunes' new task head, on purpose: transformers' "newly initialized" warning is silenced
+    for this build (its verbosity is process-wide too, so it is set and put back under the same lock)."""
     with building():
-        if isinstance(cls, str):
-            import transformers
+        import transformers
 
+        if isinstance(cls, str):
             cls = getattr(transformers, cls)
-        model = cls.from_pretrained(folder, dtype=torch.float32, **kwargs)
+        verbosity = transformers.logging.get_verbosity()
+        if new_head:
+            transformers.logging.set_verbosity_error()
+        try:
+            model = cls.from_pretrained(folder, dtype=torch.float32, **kwargs)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
     if dtype != torch.float32:
         _cast(model, dtype)
     return model

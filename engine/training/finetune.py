@@ -162,9 +162,7 @@ def check_options(engine: "Engine", *, base: str | None, method: str, top_layers
     check_whole_numbers(("epochs", epochs, 1, 50), ("batch_size", batch_size, 1, 256),
                         ("max_length", max_length, 8, 512), ("top_layers", top_layers, 1, 64),
                         ("lora_r", lora_r, 1, 256))
-    lr = DEFAULT_LEARNING_RATE[method] if learning_rate in (None, 0) else float(learning_rate)
-    if not (math.isfinite(lr) and 0 < lr <= 1):
-        raise InvalidOptionsError(f"learning_rate must be above 0 and at most 1, got {learning_rate!r}.")
+    lr = DEFAULT_LEARNING_RATE[method] if learning_rate in (None, 0) else check_learning_rate(learning_rate)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise InvalidOptionsError(f"seed must be a whole number, got {seed!r}.")
     default_name = f"{spec.name.split('-')[0].lower()}-{method.replace('_', '-')}-classifier"
@@ -252,20 +250,12 @@ def _check_layers(folder: Path, opts: ClassifierOptions) -> None:
 
 def build_model(folder: Path, labels: tuple[str, ...], seed: int) -> tuple[Any, Any]:
     """(tokenizer, model): the pretrained model with a new, seeded classification head for ``labels``."""
-    from transformers.utils import logging as hf_logging
-
     tokenizer = load_tokenizer(folder)
     if tokenizer.pad_token is None:  # decoders such as GPT-2 have none; the head reads the last non-pad token
         tokenizer.pad_token = tokenizer.eos_token
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "some weights are newly initialized": the head, on purpose
-    try:
-        model = pretrained(
-            "AutoModelForSequenceClassification", folder, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True,
-            pad_token_id=tokenizer.pad_token_id)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model = pretrained("AutoModelForSequenceClassification", folder, new_head=True, num_labels=len(labels),
+                       id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+                       ignore_mismatched_sizes=True, pad_token_id=tokenizer.pad_token_id)
     model.config.use_cache = False
     generator = torch.Generator().manual_seed(seed)
     for module in head_modules(model).values():  # a new head, even when the base was a classifier already

@@ -147,6 +147,7 @@ def _job(engine: "Engine", opts: LMOptions, spec: "ModelSpec", folder: Path, tok
     def job(should_stop: Callable[[], bool]) -> Iterator[LMEvent]:
         from peft import LoraConfig, TaskType, get_peft_model
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
+
         t0 = time.perf_counter()
         device = engine.policy.device
         autocast = lambda: _autocast(engine)  # noqa: E731

@@ -349,18 +349,11 @@ def finetune_qa(engine: "Engine", train: Source, *, test: Source | None = None, 
 
 def build_model(folder: Path, seed: int) -> tuple[Any, Any]:
     """(tokenizer, model): the pretrained encoder with a new, seeded span head."""
-    from transformers.utils import logging as hf_logging
-
     tokenizer = load_tokenizer(folder)
     if not tokenizer.is_fast:
         raise InvalidOptionsError("This base model has no fast tokenizer (tokenizer.json), which extractive QA needs "
                                   "for character offsets.")
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "some weights are newly initialized": the span head, on purpose
-    try:
-        model = pretrained("AutoModelForQuestionAnswering", folder, ignore_mismatched_sizes=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model = pretrained("AutoModelForQuestionAnswering", folder, new_head=True, ignore_mismatched_sizes=True)
     generator = torch.Generator().manual_seed(seed)
     head = model.qa_outputs
     with torch.no_grad():
