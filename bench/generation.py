@@ -58,11 +58,10 @@ LLAMA_TYPES = {"fp32": "F32", "bf16": "BF16", "int8": "Q8_0", "int4": "Q4_1"}
 GGUF_DIR = common.ROOT / ".cache" / "bench" / "gguf"
 LLAMA_SLOTS = 8
 ENGINE_WEIGHTS = ("bf16", "int8", "int4")  # the engine's batch 1 at these weights too (engine.weights), in extra()
-# ... and each setting again with the step compiled (LLM_LAB_COMPILE: torch.compile at load; its time is reported),
-# int8 and int4 in max-autotune (inductor's C++ products, timed against ATen's on the device; int8 products at batch 1
-# 2.6x torch's int8 kernel on the EPYC of bench/README.md, int4 1.2x); fp32 in the default mode (max-autotune gained
-# nothing there in the whole step, for minutes more at load)
-ENGINE_COMPILED = {"fp32": True, "int8": "max-autotune", "int4": "max-autotune"}
+# ... and each setting again with the step compiled in max-autotune (LLM_LAB_COMPILE: torch.compile at load, its time
+# reported; inductor's C++ products timed against ATen's on the device: on the EPYC of bench/README.md, int8 products
+# at batch 1 2.6x torch's int8 kernel, int4 1.2x, and the whole fp32 step 2.2x the eager one)
+ENGINE_COMPILED = {"fp32": "max-autotune", "int8": "max-autotune", "int4": "max-autotune"}
 
 
 def gguf_path() -> str:
@@ -170,25 +169,25 @@ class EngineSide(common.Side):
     def run(self):
         return self._concurrent(self.config["prompts"], self.config["new_tokens"])
 
-    def _batch1(self, engine) -> tuple[float, float]:
+    def _batch1(self, engine) -> tuple[float, float, list[int]]:
         """Batch size 1: one request alone, the median of 3: (tokens/s by wall clock with prefill, decoding only:
-        from the first token to the last, as llama.cpp's own timings count). The prompt is one the model answers at
-        length (a short answer would measure mostly the prefill)."""
-        wall, decode, tokens = [], [], 0
+        from the first token to the last, as llama.cpp's own timings count; and the greedy tokens). The prompt is
+        one the model answers at length (a short answer would measure mostly the prefill)."""
+        wall, decode, ids = [], [], []
         for _ in range(3):
             t0 = time.perf_counter()
-            stamps = []
+            stamps, ids = [], []
             with engine.stream(BATCH1_PROMPT, model=self.config["model"], max_new_tokens=self.config["new_tokens"],
                                temperature=0, repetition_penalty=1.0) as steps:
-                for _step in steps:
+                for step in steps:
                     stamps.append(time.perf_counter())
+                    ids.append(step.token_id)
             wall.append(time.perf_counter() - t0)
-            tokens = len(stamps)
             decode.append((len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0)
-        return tokens / statistics.median(wall), statistics.median(decode)
+        return len(ids) / statistics.median(wall), statistics.median(decode), ids
 
     def extra(self) -> dict:
-        b1, b1_decode = self._batch1(self.engine)
+        b1, b1_decode, b1_ids = self._batch1(self.engine)
         out = {"batch1_tokens_per_s": b1, "batch1_decode_tokens_per_s": b1_decode,
                "weight_bytes": getattr(self.served, "bytes_per_token", self.served.nbytes),
                "dtype": str(self.engine.policy.dtype), "weights": getattr(self.served, "weights", "fp32")}
@@ -204,9 +203,11 @@ class EngineSide(common.Side):
                 load_s = time.perf_counter() - t0
                 engine.generate(BATCH1_PROMPT, model=self.config["model"], max_new_tokens=8,
                                 temperature=0)  # warm-up
-                rate, decode = self._batch1(engine)
+                rate, decode, ids = self._batch1(engine)
                 out[f"batch1_{weights}{'+compile' if compiled else ''}"] = {
                     "tokens_per_s": rate, "decode_tokens_per_s": decode, "bytes_per_token": served.bytes_per_token,
+                    # greedy tokens the same as the side's own (fp32, eager) batch 1, position by position
+                    "same_tokens": sum(a == b for a, b in zip(ids, b1_ids)), "tokens": len(b1_ids),
                     "compile_s": served.compile_seconds, "load_s": load_s,
                     "compile_mode": (compiled if isinstance(compiled, str) else "default") if compiled else None}
                 if not compiled:
@@ -371,6 +372,8 @@ def report(reports: dict, config: dict) -> list[str]:
         line = (f"batch 1, {weights} weights{compiled}: engine {e['decode_tokens_per_s']:.1f} tokens/s decoding, "
                 f"{e['bytes_per_token'] / 1e6:.0f} MB read per token -> bound {wb:.1f} tokens/s "
                 f"({e['decode_tokens_per_s'] / wb:.0%} of it)")
+        if "same_tokens" in e:
+            line += f", greedy tokens {e['same_tokens']}/{e['tokens']} as the eager fp32 step's"
         kind = LLAMA_TYPES[weights.removesuffix("+compile")]
         if kind in peer:
             p, pb = peer[kind]["decode_tokens_per_s"], bw / peer[kind]["bytes"]
@@ -419,10 +422,13 @@ def rows(reports: dict, config: dict) -> list[dict]:
     for name in ("fp32", "fp32+compile"):
         if name in rates:
             rate, bytes_ = rates[name]["decode_tokens_per_s"], rates[name]["bytes_per_token"]
+            same, tokens = rates[name].get("same_tokens"), rates[name].get("tokens")
+            agreement = (None, "the fraction of the bound is the ratio") if same is None else \
+                (round(same / tokens, 4), f"greedy tokens identical to the eager fp32 step's, {same} of {tokens}")
             out.append(common.peer_row(task, f"bandwidth bound, batch 1 {name} ({bw / 1e9:.1f} GB/s over "
                                              f"{bytes_ / 1e6:.0f} MB per token)",
                                        (rate, "tokens/s"), (bw / bytes_, "tokens/s"), rate / (bw / bytes_),
-                                       BOUND_TARGET, (None, "the fraction of the bound is the ratio")))
+                                       BOUND_TARGET, agreement, agreement_ok=same is None or same == tokens))
     if "llama" not in reports or not reports["llama"].extra:
         return out
     ll = reports["llama"]

@@ -122,8 +122,9 @@ class LlamaDecoder:
         for each product inductor times its own C++ kernel (on the CPU: micro-kernels with the weights packed for
         them, int8 ones included) against ATen's and keeps the faster on this device. On the EPYC of bench/README.md
         SmolLM2's int8 products at batch 1 took 3.9 ms against 10.4 through torch's int8 kernel, and int8 decoding
-        went from 68 to 113 tokens/s; fp32 and int4 gained little (1.2x, 1.2x). It costs one to three minutes at
-        load and a copy of the weights (the graph's constants beside the model's own, which the prefill uses)."""
+        went from 58 to 144 tokens/s, fp32 from 33 to 52 (the step's fp32 products made plain Linear layers for
+        it: :meth:`_plain_products`), int4 from 76 to 131. It costs one to three minutes at load and a copy of the
+        weights (the graph's constants beside the model's own, which the prefill uses)."""
         import time
 
         import torch._dynamo.config
@@ -143,6 +144,7 @@ class LlamaDecoder:
             self._inductor_config = {"freezing": True, "max_autotune": True}
             if self.embed.device.type == "cpu":  # inductor's C++ templates against ATen (Triton is for GPUs)
                 self._inductor_config["max_autotune_gemm_backends"] = "CPP,ATEN"
+            self._plain_products()
         self._compiled = torch.compile(self._graph, fullgraph=True)
         from transformers import DynamicCache
 
@@ -158,6 +160,19 @@ class LlamaDecoder:
                     positions = positions + 1
         self._buffers = [None] * len(self.layers)
         return time.perf_counter() - start
+
+    def _plain_products(self) -> None:
+        """The step's fp32 oneDNN layers as plain Linear layers on the same tensors, for max-autotune: an opaque
+        oneDNN product is left out of inductor's tuning, while a plain one is timed as its C++ kernel against ATen's
+        (oneDNN's packed product among them). SmolLM2's fp32 step at batch 1 on the EPYC of bench/README.md: 13.5 ms
+        against 29.6 eager (and nothing gained in max-autotune with the opaque products). The model's own layers,
+        which the prefill uses, stay oneDNN's."""
+        for entry in self.layers:
+            for name, layer in entry.items():
+                if isinstance(layer, OneDNNLinear):
+                    entry[name] = layer.plain()
+        if isinstance(self.lm_head, OneDNNLinear):
+            self.lm_head = self.lm_head.plain()
 
     def fused_layer_names(self) -> tuple[str, ...]:
         """The qualified names of the model's layers that the step's fused layers join (every layer's q/k/v and

@@ -235,6 +235,15 @@ class OneDNNLinear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return onednn_linear(x, self.weight, self.bias)
 
+    def plain(self) -> torch.nn.Linear:
+        """A plain ``nn.Linear`` on the same tensors (nothing copied): for a graph compiled in max-autotune, whose
+        products inductor packs and times itself (its own C++ kernels against ATen's, oneDNN's among them), where
+        this layer's opaque product would be left out of the tuning."""
+        linear = torch.nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device="meta")
+        linear.weight = self.weight
+        linear.bias = self.bias
+        return linear
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 

@@ -11,9 +11,9 @@ import torch
 from engine import Engine, Settings
 from engine.errors import InvalidOptionsError
 from engine.registry import ModelSpec, Registry
-from engine.weights import (INT4_GROUP, BF16Linear, Int4Linear, Int8Linear, PackedLinear, apply_weights,
-                            bf16_packing_available, bytes_per_token, fuse_parts, packing_available, quantize_int4,
-                            quantize_int8, resolve_weights)
+from engine.weights import (INT4_GROUP, BF16Linear, Int4Linear, Int8Linear, OneDNNLinear, PackedLinear,
+                            apply_weights, bf16_packing_available, bytes_per_token, fuse_parts, onednn_available,
+                            packing_available, quantize_int4, quantize_int8, resolve_weights)
 
 BF16_EPS = 2.0**-8  # bfloat16's unit roundoff (8 significant bits)
 
@@ -317,6 +317,14 @@ def test_max_autotune_step_gives_the_eager_steps_logits(tiny_causal_lm) -> None:
         compiled = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights=weights, compile="max-autotune")
         eager = CausalLM(spec, tiny_causal_lm, "cpu", torch.float32, weights=weights)
         assert compiled.decoder._compiled is not None and compiled.compile_seconds > 0
+        if weights == "fp32" and onednn_available():
+            # the step's products are plain Linear layers, which inductor tunes (an opaque oneDNN product would be
+            # left out), on the tensors of the model's own oneDNN layers, which the prefill still uses
+            step, layer = compiled.decoder.layers[0], compiled.model.model.layers[0]
+            assert all(type(step[n]) is torch.nn.Linear for n in ("qkv", "gate_up", "o", "down"))
+            assert type(compiled.decoder.lm_head) is torch.nn.Linear
+            assert type(layer.mlp.down_proj) is OneDNNLinear
+            assert step["down"].weight.data_ptr() == layer.mlp.down_proj.weight.data_ptr()
         for rows in (1, 3):
             outputs = [_first_step(served, rows) for served in (compiled, eager)]
             scale = outputs[1].abs().max().item()
