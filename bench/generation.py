@@ -12,8 +12,8 @@ decoding tokens/s from the server's own timings), each with the bytes it reads p
 The engine's batch 1 is also measured with bf16 weights (``LLM_LAB_WEIGHTS=bf16``), int8 and int4, and with the
 step compiled (``LLM_LAB_COMPILE``) at fp32, int8 and int4, each beside llama.cpp's file of the same precision (F32,
 BF16 and Q8_0 made from the packaged Q4_1 by llama-quantize). The 8 concurrent requests are measured at every
-precision on both sides too: the engine with fp32, bf16, int8 and int4 weights beside llama-server's 8 slots on F32,
-BF16, Q8_0 and Q4_1.
+precision on both sides too: the engine with fp32, bf16, int8 and int4 weights (and fp32, int8 and int4 with the
+step compiled) beside llama-server's 8 slots on F32, BF16, Q8_0 and Q4_1.
 
     .venv/bin/python bench/generation.py [--quick]
 """
@@ -210,8 +210,7 @@ class EngineSide(common.Side):
                     "same_tokens": sum(a == b for a, b in zip(ids, b1_ids)), "tokens": len(b1_ids),
                     "compile_s": served.compile_seconds, "load_s": load_s,
                     "compile_mode": (compiled if isinstance(compiled, str) else "default") if compiled else None}
-                if not compiled:
-                    out[f"concurrent_{weights}"] = self._concurrent_rate(engine)
+                out[f"concurrent_{weights}{'+compile' if compiled else ''}"] = self._concurrent_rate(engine)
                 engine.close()
         return out
 
@@ -408,8 +407,10 @@ def concurrent_rates(reports: dict) -> dict[str, tuple[float, str, float | None]
     ll = reports["llama"] if "llama" in reports and reports["llama"].extra else None
     peer = {"Q4_1": ll.per_s, **ll.extra.get("concurrent", {})} if ll is not None else {}
     rates = {eng.extra.get("weights", "fp32"): eng.per_s}
-    rates.update({w: eng.extra[f"concurrent_{w}"] for w in ENGINE_WEIGHTS if f"concurrent_{w}" in eng.extra})
-    return {w: (rate, LLAMA_TYPES[w], peer.get(LLAMA_TYPES[w])) for w, rate in rates.items() if w in LLAMA_TYPES}
+    names = [*ENGINE_WEIGHTS, *(f"{w}+compile" for w in ENGINE_COMPILED)]
+    rates.update({w: eng.extra[f"concurrent_{w}"] for w in names if f"concurrent_{w}" in eng.extra})
+    return {w: (rate, LLAMA_TYPES[w.removesuffix("+compile")], peer.get(LLAMA_TYPES[w.removesuffix("+compile")]))
+            for w, rate in rates.items() if w.removesuffix("+compile") in LLAMA_TYPES}
 
 
 def rows(reports: dict, config: dict) -> list[dict]:

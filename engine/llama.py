@@ -36,6 +36,7 @@ __all__ = ["LlamaDecoder", "unsupported"]
 RECOMPILE_LIMIT = 64  # compiled graphs of _graph kept in one process (models loaded with --compile, two each)
 QKV, GATE_UP = ("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")  # the layers each fused product joins
 ROOM = 64  # cache columns added at a time when a buffer runs out (or its tensors were replaced by a join or a trim)
+CHUNK = 4  # the rows per call of the compiled step that compile() measures against the whole batch
 
 
 def unsupported(model: Any) -> str | None:
@@ -111,6 +112,8 @@ class LlamaDecoder:
         self._buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         self._compiled: Callable[..., torch.Tensor] | None = None
         self._inductor_config: dict[str, object] = {}  # what compile(mode) sets around each compiled call
+        # the compiled step's rows at most per call (None: the whole batch at once): chosen by measuring at compile
+        self.chunk: int | None = None
 
     def compile(self, mode: str = "default") -> float:
         """Compile the whole step (all layers) into one graph with torch.compile (inductor: fused C++ kernels, no
@@ -158,8 +161,34 @@ class LlamaDecoder:
                 for _ in range(2):
                     self.step(ids[:, 0], positions, None, cache)
                     positions = positions + 1
+            self.chunk = self._measure_chunk(CHUNK, 2 * CHUNK)
         self._buffers = [None] * len(self.layers)
         return time.perf_counter() - start
+
+    def _measure_chunk(self, chunk: int, batch: int, rounds: int = 3) -> int | None:
+        """``chunk`` when a compiled step of ``batch`` rows runs faster as steps of ``chunk`` rows (by a tenth at
+        least, the best of ``rounds`` each, measured here on this device), else None. inductor's int8 products are
+        fast for a few rows and slow past them (SmolLM2 int8, max-autotune, on the EPYC of bench/README.md: a step of
+        4 rows 10.3 ms, of 8 rows 30.8 ms, of 16 rows 55.6), so there a batch goes through the graph 4 rows at a time
+        (8 rows 20.6 ms); on another CPU, or another precision, the whole batch may be faster."""
+        import time
+
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        ids = torch.zeros((batch, 2), dtype=torch.long, device=self.embed.device)
+        self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        positions = torch.full((batch,), 2, device=self.embed.device)
+        best = {None: float("inf"), chunk: float("inf")}
+        for _ in range(rounds):
+            for setting in best:
+                self.chunk = setting
+                begin = time.perf_counter()
+                self.step(ids[:, 0], positions, None, cache)
+                best[setting] = min(best[setting], time.perf_counter() - begin)
+                for layer in cache.layers:  # the same cache length for every measurement
+                    layer.keys, layer.values = layer.keys[:, :, :2], layer.values[:, :, :2]
+        return chunk if best[chunk] < 0.9 * best[None] else None
 
     def _plain_products(self) -> None:
         """The step's fp32 oneDNN layers as plain Linear layers on the same tensors, for max-autotune: an opaque
@@ -268,7 +297,12 @@ class LlamaDecoder:
         batch, length = ids.shape[0], cache.layers[0].keys.shape[2]
         buffers = [self._column(i, layer, batch, length) for i, layer in enumerate(cache.layers)]
         column = torch.tensor([length], device=ids.device)
-        if self._compiled is not None:
+        if self._compiled is not None and self.chunk and batch > self.chunk:  # (see _measure_chunk)
+            parts = [slice(i, i + self.chunk) for i in range(0, batch, self.chunk)]
+            logits = torch.cat([self._step_compiled(ids[rows], positions[rows], None if mask is None else mask[rows],
+                                                    length, column, [(kb[rows], vb[rows]) for kb, vb in buffers])
+                                for rows in parts])
+        elif self._compiled is not None:
             logits = self._step_compiled(ids, positions, mask, length, column, buffers)
         else:  # the columns written so far; padding columns get -inf (a row's own new column is never padding)
             bias = None if mask is None else torch.zeros(mask.shape, dtype=self.cos.dtype, device=mask.device

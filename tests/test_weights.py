@@ -273,16 +273,19 @@ def test_reduced_weights_are_held_once_and_the_step_agrees_with_the_forward_pass
     assert torch.allclose(step, whole, atol=0.02 * whole.abs().max().item(), rtol=0)
 
 
-def _first_step(served, rows: int) -> torch.Tensor:
-    """The logits of the first decoding step after prefilling ``rows`` short prompts (the greedy token fed back)."""
+def _first_step(served, rows: int, prompts: list[list[int]] | None = None,
+                ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits of the first decoding step after prefilling ``rows`` short prompts (or ``prompts``), with ``ids``
+    as the new tokens (default: the greedy ones fed back)."""
     from transformers import DynamicCache
 
-    prompts = [[5 + i, 6, 7, 8] for i in range(rows)]
+    prompts = prompts or [[5 + i, 6, 7, 8] for i in range(rows)]
     with torch.inference_mode():
         cache = DynamicCache(config=served.model.config)
         logits, mask, positions = served._prefill(prompts, cache)
         mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
-        return served._forward(logits.argmax(-1)[:, None], mask, positions[:, None] + 1, cache, step=True)
+        ids = logits.argmax(-1) if ids is None else ids
+        return served._forward(ids[:, None], mask, positions[:, None] + 1, cache, step=True)
 
 
 def test_compiled_int8_step_takes_a_batch_past_the_prefill_threshold(tiny_causal_lm) -> None:
@@ -304,8 +307,9 @@ def test_compiled_int8_step_takes_a_batch_past_the_prefill_threshold(tiny_causal
 
 def test_max_autotune_step_gives_the_eager_steps_logits(tiny_causal_lm) -> None:
     """``compile="max-autotune"`` (inductor's own products timed against ATen's, the weights folded in as constants):
-    at int8 and fp32, a batch-1 and a batch-3 step give the eager step's logits within the precision's rounding; the
-    setting is parsed, and anything else is refused with the choices."""
+    at int8 and fp32, a batch-1 and a batch-3 step give the eager step's logits within the precision's rounding, and
+    so does a batch run through the graph a few rows at a time; the setting is parsed, and anything else is refused
+    with the choices."""
     from engine.config import compile_mode
     from engine.tasks.generation import CausalLM
 
@@ -329,3 +333,11 @@ def test_max_autotune_step_gives_the_eager_steps_logits(tiny_causal_lm) -> None:
             outputs = [_first_step(served, rows) for served in (compiled, eager)]
             scale = outputs[1].abs().max().item()
             assert torch.allclose(outputs[0], outputs[1], atol=tol * scale, rtol=0), (weights, rows)
+        # the batch through the graph a few rows at a time (what compile() chooses where that measured faster):
+        # 5 rows of different prompts and lengths (padding) and new tokens, as 2 + 2 + 1, the last through the
+        # batch-1 graph: the same logits, row for row
+        assert compiled.decoder.chunk in (None, 4)
+        compiled.decoder.chunk = 2
+        prompts, ids = [[5 + i, 9 + 3 * i, 7 + i][:1 + i % 3] for i in range(5)], torch.tensor([11, 3, 17, 8, 21])
+        outputs = [_first_step(served, 5, prompts, ids) for served in (compiled, eager)]
+        assert torch.allclose(outputs[0], outputs[1], atol=tol * outputs[1].abs().max().item(), rtol=0), weights
