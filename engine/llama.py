@@ -161,7 +161,8 @@ class LlamaDecoder:
                 for _ in range(2):
                     self.step(ids[:, 0], positions, None, cache)
                     positions = positions + 1
-            self.chunk = self._measure_chunk(CHUNK, 2 * CHUNK)
+            # (on a GPU a batch is as cheap as a row, and a step's time would need synchronising to measure)
+            self.chunk = self._measure_chunk(CHUNK, 2 * CHUNK) if self.embed.device.type == "cpu" else None
         self._buffers = [None] * len(self.layers)
         return time.perf_counter() - start
 
@@ -193,7 +194,7 @@ class LlamaDecoder:
     def _plain_products(self) -> None:
         """The step's fp32 oneDNN layers as plain Linear layers on the same tensors, for max-autotune: an opaque
         oneDNN product is left out of inductor's tuning, while a plain one is timed as its C++ kernel against ATen's
-        (oneDNN's packed product among them). SmolLM2's fp32 step at batch 1 on the EPYC of bench/README.md: 13.5 ms
+        (oneDNN's packed product among them). SmolLM2's fp32 step at batch 1 on the EPYC of bench/README.md: 13-18 ms
         against 29.6 eager (and nothing gained in max-autotune with the opaque products). The model's own layers,
         which the prefill uses, stay oneDNN's."""
         for entry in self.layers:
