@@ -409,8 +409,8 @@ def concurrent_rates(reports: dict) -> dict[str, tuple[float, str, float | None]
     rates = {eng.extra.get("weights", "fp32"): eng.per_s}
     names = [*ENGINE_WEIGHTS, *(f"{w}+compile" for w in ENGINE_COMPILED)]
     rates.update({w: eng.extra[f"concurrent_{w}"] for w in names if f"concurrent_{w}" in eng.extra})
-    return {w: (rate, LLAMA_TYPES[w.removesuffix("+compile")], peer.get(LLAMA_TYPES[w.removesuffix("+compile")]))
-            for w, rate in rates.items() if w.removesuffix("+compile") in LLAMA_TYPES}
+    kinds = {w: LLAMA_TYPES.get(w.removesuffix("+compile")) for w in rates}  # (a compiled setting: its weights' file)
+    return {w: (rate, kinds[w], peer.get(kinds[w])) for w, rate in rates.items() if kinds[w] is not None}
 
 
 def rows(reports: dict, config: dict) -> list[dict]:

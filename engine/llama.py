@@ -149,15 +149,9 @@ class LlamaDecoder:
                 self._inductor_config["max_autotune_gemm_backends"] = "CPP,ATEN"
             self._plain_products()
         self._compiled = torch.compile(self._graph, fullgraph=True)
-        from transformers import DynamicCache
-
-        config = self.model.config
         with torch.inference_mode():
             for batch in (1, 2):  # batch 1 is compiled apart (a size-1 dimension is specialised)
-                cache = DynamicCache(config=config)
-                ids = torch.zeros((batch, 2), dtype=torch.long, device=self.embed.device)
-                self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-                positions = torch.full((batch,), 2, device=self.embed.device)
+                cache, ids, positions = self._prefilled(batch)
                 for _ in range(2):
                     self.step(ids[:, 0], positions, None, cache)
                     positions = positions + 1
@@ -165,6 +159,16 @@ class LlamaDecoder:
             self.chunk = self._measure_chunk(CHUNK, 2 * CHUNK) if self.embed.device.type == "cpu" else None
         self._buffers = [None] * len(self.layers)
         return time.perf_counter() - start
+
+    def _prefilled(self, batch: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """A cache of ``batch`` rows of two tokens through the model (a prefill), their ids (B, 2) and the next
+        position of each row (B,): what compile() steps from to compile and to measure."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        ids = torch.zeros((batch, 2), dtype=torch.long, device=self.embed.device)
+        self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        return cache, ids, torch.full((batch,), 2, device=self.embed.device)
 
     def _measure_chunk(self, chunk: int, batch: int, rounds: int = 3) -> int | None:
         """``chunk`` when a compiled step of ``batch`` rows runs faster as steps of ``chunk`` rows (by a tenth at
@@ -174,12 +178,7 @@ class LlamaDecoder:
         (8 rows 20.6 ms); on another CPU, or another precision, the whole batch may be faster."""
         import time
 
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
-        ids = torch.zeros((batch, 2), dtype=torch.long, device=self.embed.device)
-        self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-        positions = torch.full((batch,), 2, device=self.embed.device)
+        cache, ids, positions = self._prefilled(batch)
         best = {None: float("inf"), chunk: float("inf")}
         for _ in range(rounds):
             for setting in best:
