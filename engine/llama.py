@@ -11,7 +11,8 @@ operations, on the same weights:
 - q, k and v in one product, gate and up in another (the fused weights are the model's own: its q/k/v and gate/up
   Linear layers become views into them at fp32, so nothing is stored twice);
 - the cache is transformers' own ``DynamicCache`` (prefill, joins and trims still go through it), whose tensors here
-  are views into buffers with room to grow, so a step writes one column instead of copying the cache;
+  are views into one buffer for all layers' keys and one for their values, with room to grow, so a step writes one
+  column instead of copying the cache (and a compiled step takes two tensors, not two per layer, to check);
 - the rotary cosines and sines are a table computed once by the model's own rotary module (exactly its values);
 - grouped-query attention without repeating keys: with one new token, the query heads that share a key/value head
   are that head's queries, so ``q`` is viewed as (batch, kv heads, group, head_dim) and attends over the cache as is.
@@ -109,7 +110,10 @@ class LlamaDecoder:
             cos, sin = inner.rotary_emb(probe, torch.arange(context, device=self.embed.device)[None])
         self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
         self.lm_head: Callable[[torch.Tensor], torch.Tensor] = model.lm_head
-        self._buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+        # keys and values of every layer, (B, layers, kv heads, room, head_dim) each, and the cache's tensors made views
+        # into them at the last step (to see that no join, trim or prefill replaced them since)
+        self._stack: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._views: list[torch.Tensor] = []
         self._compiled: Callable[..., torch.Tensor] | None = None
         self._inductor_config: dict[str, object] = {}  # what compile(mode) sets around each compiled call
         # the compiled step's rows at most per call (None: the whole batch at once): chosen by measuring at compile
@@ -140,8 +144,9 @@ class LlamaDecoder:
         # static by default (the model's sizes stay constants); the batch and the cache's room are marked dynamic at
         # each call, so joins and growth reuse the graph (batch 1 is compiled apart: a size-1 dimension is special)
         # max-autotune's settings are inductor's global config, set around each call of the compiled graph (so that a
-        # recompilation, when a buffer grows, is tuned too): torch.compile(options=...) did not apply them here
-        # (torch 2.13: the same 8.4 ms for the int8 products as without them, against 3.9 ms)
+        # recompilation, when a buffer grows, is tuned too): neither torch.compile(options=...) nor a backend that
+        # sets them around inductor's compile_fx applied them here (torch 2.13: the int8 step 11.5 ms, as without
+        # them, against 6.2)
         self._inductor_config = {}
         if mode == "max-autotune":
             self._inductor_config = {"freezing": True, "max_autotune": True}
@@ -157,7 +162,7 @@ class LlamaDecoder:
                     positions = positions + 1
             # (on a GPU a batch is as cheap as a row, and a step's time would need synchronising to measure)
             self.chunk = self._measure_chunk(CHUNK, 2 * CHUNK) if self.embed.device.type == "cpu" else None
-        self._buffers = [None] * len(self.layers)
+        self._stack, self._views = None, []
         return time.perf_counter() - start
 
     def _prefilled(self, batch: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -186,8 +191,7 @@ class LlamaDecoder:
                 begin = time.perf_counter()
                 self.step(ids[:, 0], positions, None, cache)
                 best[setting] = min(best[setting], time.perf_counter() - begin)
-                for layer in cache.layers:  # the same cache length for every measurement
-                    layer.keys, layer.values = layer.keys[:, :, :2], layer.values[:, :, :2]
+                positions = positions + 1  # (the compiled step attends over the buffers' whole room: as costly)
         return chunk if best[chunk] < 0.9 * best[None] else None
 
     def _plain_products(self) -> None:
@@ -271,46 +275,52 @@ class LlamaDecoder:
                     total += t.numel() * t.element_size()
         return total
 
-    def _column(self, index: int, layer: Any, batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This layer's key and value buffers with room for column ``length``, the cache's tensors made views into
-        them (copied over when a join, a trim or a row leaving replaced them)."""
-        keys, values = layer.keys, layer.values
-        buffers = self._buffers[index]
-        if buffers is not None:
-            kb, vb = buffers
-            if (kb.shape[0] == batch and kb.shape[2] > length and keys.data_ptr() == kb.data_ptr()
-                    and values.data_ptr() == vb.data_ptr() and keys.stride() == kb.stride()):
-                return kb, vb
+    def _stacked(self, layers: list[Any], batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The key and value buffers of all layers, with room for column ``length``: the ones of the last step while
+        the cache's tensors are still the views made then, else new ones with the cache copied in (after a prefill,
+        a join, a trim or a row leaving replaced them, or when the room ran out)."""
+        if (self._stack is not None and self._stack[0].shape[0] == batch and self._stack[0].shape[3] > length
+                and len(self._views) == 2 * len(layers)
+                and all(layer.keys is k and layer.values is v
+                        for layer, k, v in zip(layers, self._views[::2], self._views[1::2]))):
+            return self._stack
+        first = layers[0].keys
         room = length + max(ROOM, length // 2)
         # zeros, not garbage: the compiled step reads the unused columns too (masked: 0 * a NaN would still be NaN)
-        kb = keys.new_zeros((batch, keys.shape[1], room, keys.shape[3]))
-        vb = values.new_zeros((batch, values.shape[1], room, values.shape[3]))
-        kb[:, :, :length].copy_(keys)
-        vb[:, :, :length].copy_(values)
-        self._buffers[index] = (kb, vb)
-        return kb, vb
+        kb = first.new_zeros((batch, len(layers), first.shape[1], room, first.shape[3]))
+        vb = torch.zeros_like(kb)
+        for i, layer in enumerate(layers):
+            kb[:, i, :, :length].copy_(layer.keys)
+            vb[:, i, :, :length].copy_(layer.values)
+        self._stack = (kb, vb)
+        return self._stack
 
     def step(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, cache: Any) -> torch.Tensor:
         """One new token per row: ``ids`` (B,), ``positions`` (B,) their positions, ``mask`` (B, L + 1) with the new
         column (None when no row has padding), ``cache`` the DynamicCache of the L tokens before. Writes this token's
         keys and values into the cache; returns the next-token logits (B, V) in float32."""
-        batch, length = ids.shape[0], cache.layers[0].keys.shape[2]
-        buffers = [self._column(i, layer, batch, length) for i, layer in enumerate(cache.layers)]
-        column = torch.tensor([length], device=ids.device)
+        layers = cache.layers
+        batch, length = ids.shape[0], layers[0].keys.shape[2]
+        kb, vb = self._stacked(layers, batch, length)
         if self._compiled is not None and self.chunk and batch > self.chunk:  # (see _measure_chunk)
             parts = [slice(i, i + self.chunk) for i in range(0, batch, self.chunk)]
-            logits = torch.cat([self._step_compiled(ids[rows], positions[rows], None if mask is None else mask[rows],
-                                                    length, column, [(kb[rows], vb[rows]) for kb, vb in buffers])
-                                for rows in parts])
+            outputs = [self._step_compiled(ids[rows], positions[rows], None if mask is None else mask[rows], length,
+                                           kb[rows], vb[rows]) for rows in parts]
+            logits, new_keys, new_values = (torch.cat(pieces) for pieces in zip(*outputs))
         elif self._compiled is not None:
-            logits = self._step_compiled(ids, positions, mask, length, column, buffers)
+            logits, new_keys, new_values = self._step_compiled(ids, positions, mask, length, kb, vb)
         else:  # the columns written so far; padding columns get -inf (a row's own new column is never padding)
-            bias = None if mask is None else torch.zeros(mask.shape, dtype=self.cos.dtype, device=mask.device
-                                                          ).masked_fill_(mask == 0, float("-inf"))[:, None, None, :]
-            logits = self._graph(ids, positions, bias, column, [kb[:, :, :length + 1] for kb, _ in buffers],
-                                 [vb[:, :, :length + 1] for _, vb in buffers])
-        for layer, (kb, vb) in zip(cache.layers, buffers):
-            layer.keys, layer.values = kb[:, :, :length + 1], vb[:, :, :length + 1]
+            bias = None if mask is None else torch.zeros((batch, length), dtype=self.cos.dtype, device=mask.device
+                                                          ).masked_fill_(mask[:, :length] == 0, float("-inf"))
+            logits, new_keys, new_values = self._graph(ids, positions, None if bias is None else bias[:, None, None],
+                                                       kb.narrow(3, 0, length), vb.narrow(3, 0, length))
+        column = torch.tensor([length], device=ids.device)
+        kb.index_copy_(3, column, new_keys)
+        vb.index_copy_(3, column, new_values)
+        views = self._views = []  # (B, kv, length + 1, D) each; unbind makes them all in one call (select: 60 us)
+        for layer, k, v in zip(layers, kb.narrow(3, 0, length + 1).unbind(1), vb.narrow(3, 0, length + 1).unbind(1)):
+            layer.keys, layer.values = k, v
+            views += (k, v)
         return logits
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -319,49 +329,68 @@ class LlamaDecoder:
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
     def _step_compiled(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, length: int,
-                       column: torch.Tensor, buffers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """:meth:`step` through the compiled graph: it attends over every layer's whole buffer, the columns past the
-        new one and the padding masked out, so that the graph's shapes change only when a buffer grows."""
-        batch, room = ids.shape[0], buffers[0][0].shape[2]
+                       keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_graph` compiled: it attends over the buffers' whole room, the columns from ``length`` on and the
+        padding masked out, so that the graph's shapes change only when the buffers grow."""
+        batch, room = ids.shape[0], keys.shape[3]
         bias = torch.full((batch, room), float("-inf"), dtype=self.cos.dtype, device=ids.device)
-        bias[:, :length + 1] = 0.0
+        bias[:, :length] = 0.0
         if mask is not None:
-            bias[:, :length + 1].masked_fill_(mask == 0, float("-inf"))
+            bias[:, :length].masked_fill_(mask[:, :length] == 0, float("-inf"))
         # fresh copies: a view of another tensor (even of size 1) may carry a stride the graph would specialise on
         fresh = torch.contiguous_format
         ids, positions = ids.clone(memory_format=fresh), positions.clone(memory_format=fresh)
         bias = bias[:, None, None, :]
+        for t in (bias, keys, values):  # the room (a chunk's rows are a new view each time: marked at every call)
+            torch._dynamo.maybe_mark_dynamic(t, 3)
         if batch > 1:  # (batch 1 has its own graph: a size-1 dimension is specialised)
-            for t in (ids, positions, bias, *(b for pair in buffers for b in pair)):
+            for t in (ids, positions, bias, keys, values):
                 torch._dynamo.maybe_mark_dynamic(t, 0)
-        for t in (bias, *(b for pair in buffers for b in pair)):
-            torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1 if t is bias else 2)  # the cache's room
         tuning = torch._inductor.config.patch(self._inductor_config) if self._inductor_config else nullcontext()
         with tuning:  # (only max-autotune patches anything: 11 us a step otherwise spent on an empty patch)
-            return self._compiled(ids, positions, bias, column, [b[0] for b in buffers], [b[1] for b in buffers])
+            return self._compiled(ids, positions, bias, keys, values)
 
-    def _graph(self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor | None, column: torch.Tensor,
-               keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
-        """The step's arithmetic as one function of tensors (what :meth:`compile` compiles): writes this token's keys
-        and values at ``column`` of each layer's ``keys`` and ``values`` (B, kv, columns, D) and attends over all
-        their columns, ``bias`` (B, 1, 1, columns) or None masking what a row must not see."""
+    def _graph(self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor | None, keys: torch.Tensor,
+               values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step's arithmetic as one function of tensors (what :meth:`compile` compiles): attends over the columns
+        of every layer's ``keys`` and ``values`` (B, layers, kv, columns, D), ``bias`` (B, 1, 1, columns) or None
+        masking what a row must not see, and over this token's own key and value; returns the logits (B, V) and this
+        token's keys and values (B, layers, kv, 1, D), which :meth:`step` writes into the buffers. (The graph writes
+        nothing: written in place, views of one buffer made inductor copy it at every step.)
+
+        Compiled, attention is written as products and sums (``(q * k).sum(-1)``), which inductor fuses with the
+        softmax into a few C++ loops; as matrix products it called ATen's bmm twice a layer, 18 us each for these
+        small shapes (SmolLM2 int8 step, batch 1, 100 tokens: 6.8 -> 6.2 ms; batch 4: 12.3 -> 10.5 ms). Eager, the
+        same sums would materialise (B, kv, group, columns, D) products, so there it stays matrix products."""
         batch, (heads, kv, d, group) = ids.shape[0], (self.heads, self.kv_heads, self.head_dim, self.group)
         half, inter = d // 2, self.intermediate
+        compiling = torch.compiler.is_compiling()
         cos = self.cos[positions][:, None, :]  # (B, 1, D): the same for every head
         sin = self.sin[positions][:, None, :]
         h = F.embedding(ids, self.embed)  # (B, hidden), the residual stream
-        for e, kb, vb in zip(self.layers, keys, values):
+        new_keys, new_values = [], []
+        for i, e in enumerate(self.layers):
+            kb, vb = keys.select(1, i), values.select(1, i)  # (B, kv, columns, D)
             qkv = e["qkv"](self._rms_norm(h, e["norm1"])).view(batch, heads + 2 * kv, d)
             qk = qkv[:, :heads + kv]  # rotary position on the queries and keys together
             qk = qk * cos + torch.cat([-qk[..., half:], qk[..., :half]], dim=-1) * sin
-            kb.index_copy_(2, column, qk[:, heads:, None])
-            vb.index_copy_(2, column, qkv[:, heads + kv:, None])
+            k, v = qk[:, heads:], qkv[:, heads + kv:]  # (B, kv, D)
+            new_keys.append(k)
+            new_values.append(v)
             q = qk[:, :heads].reshape(batch, kv, group, d)  # the query heads of each key/value head, side by side
-            scores = torch.matmul(q, kb.transpose(2, 3)) * self.scale  # (B, kv, group, columns)
+            if compiling:
+                scores = (q[:, :, :, None, :] * kb[:, :, None]).sum(-1) * self.scale  # (B, kv, group, columns)
+            else:
+                scores = torch.matmul(q, kb.transpose(2, 3)) * self.scale
             if bias is not None:
                 scores = scores + bias
-            a = torch.matmul(torch.softmax(scores, dim=-1), vb)
+            own = (q * k[:, :, None]).sum(-1, keepdim=True) * self.scale  # (B, kv, group, 1): this token's key
+            p = torch.softmax(torch.cat([scores, own], dim=-1), dim=-1)
+            seen, p_own = p[..., :-1], p[..., -1:]
+            a = (seen[..., None] * vb[:, :, None]).sum(-2) if compiling else torch.matmul(seen, vb)
+            a = a + p_own * v[:, :, None]  # (B, kv, group, D)
             h = h + e["o"](a.reshape(batch, heads * d))
             gate_up = e["gate_up"](self._rms_norm(h, e["norm2"]))
             h = h + e["down"](F.silu(gate_up[:, :inter]) * gate_up[:, inter:])
-        return self.lm_head(self._rms_norm(h, self.norm)).float()
+        logits = self.lm_head(self._rms_norm(h, self.norm)).float()
+        return logits, torch.stack(new_keys, dim=1)[:, :, :, None], torch.stack(new_values, dim=1)[:, :, :, None]
