@@ -21,8 +21,8 @@ from app_process import serving
 from engine import (Engine, InvalidInputError, InvalidOptionsError, ModelSpec, ModelUnavailableError, Registry,
                     Settings, UnknownModelError)
 from engine.tasks.generation import GenerationOptions, make_options, stop_holdback
-from engine.tasks.sampling import (apply_repetition_penalty, reshaped_distribution, sample_next_token,
-                                   shape_distribution)
+from engine.tasks.sampling import (apply_repetition_penalty, entropy_bits, log_normaliser_and_entropy,
+                                   reshaped_distribution, sample_next_token, shape_distribution)
 from tolerances import assert_probs_close, log_prob_tol, model_forward_atol, softmax64, softmax_sum_tol
 
 REPO = Path(__file__).resolve().parent.parent
@@ -573,3 +573,18 @@ def test_ui_stop_button_stops_the_engine_request(tiny):
     assert lens[3]["tokens"] and "Entropy" in lens[0]
     stepped = fns["lens_step"]("The capital of France is", "tiny-llama", 5, 0.0, 1.0, None)
     assert stepped[0].startswith("The capital of France is") and len(stepped[-2]) == 1
+
+
+def test_log_normaliser_and_entropy_agree_with_log_softmax():
+    """What each generated token records (its probability, the entropy of the model's distribution) comes from the
+    logits without the (B, V) log-probabilities: the same figures as log_softmax's, -inf logits included."""
+    logits = torch.randn((3, 1000), generator=torch.Generator().manual_seed(0)) * 4
+    logits[1, :500] = float("-inf")
+    logits[2] = float("-inf")
+    logits[2, 7] = 3.0  # all the mass on one token
+    norm, entropy = log_normaliser_and_entropy(logits)
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    finite = logits.isfinite()
+    assert torch.allclose((logits - norm).double()[finite], logp[finite], atol=1e-5)
+    assert torch.allclose(entropy.double(), entropy_bits(logp), atol=1e-5)
+    assert entropy[2] == 0 and bool(entropy[:2].isfinite().all())

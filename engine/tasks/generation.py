@@ -43,7 +43,8 @@ from ..weights import (OneDNNLinear, apply_onednn, apply_weights, bytes_per_toke
 from ..worker import More, Request
 from .attention import token_text as token_label
 from .common import check_text
-from .sampling import apply_repetition_penalty, entropy_bits, reshaped_distribution, sample_next_token
+from .sampling import (apply_repetition_penalty, entropy_bits, log_normaliser_and_entropy, reshaped_distribution,
+                       sample_next_token)
 
 if TYPE_CHECKING:
     from ..core import Engine
@@ -534,7 +535,8 @@ class CausalLM:
     def _step(self, rows: list[_Row], logits: torch.Tensor,
               seen: torch.Tensor) -> tuple[list[int], list[tuple[float, float, tuple[Alternative, ...]]]]:
         """Sample one token per row and measure the model's distribution. logits (B, V), seen (B, V)."""
-        logp = torch.log_softmax(logits, dim=-1)  # the model's own distribution, temperature 1
+        # the model's own distribution (temperature 1): its log-probabilities are the logits minus each row's norm
+        norm, entropies = log_normaliser_and_entropy(logits)
         shaped = logits
         if any(r.penalty != 1 for r in rows):
             penalty = torch.tensor([[r.penalty] for r in rows], device=logits.device)
@@ -547,11 +549,11 @@ class CausalLM:
             index = torch.tensor(indices, device=logits.device)
             tokens[index] = sample_next_token(shaped[index], rows[indices[0]].options,
                                               [rows[i].generator for i in indices])
-        alt_logp, alt_ids = logp.topk(ALTERNATIVES, dim=-1)
-        chosen = logp.gather(1, tokens[:, None]).squeeze(1)
+        alt_logits, alt_ids = logits.topk(ALTERNATIVES, dim=-1)
+        chosen = logits.gather(1, tokens[:, None]) - norm
         token_list = tokens.tolist()
-        probs, entropies = chosen.exp().tolist(), entropy_bits(logp).tolist()
-        alt_probs, alt_ids = alt_logp.exp().tolist(), alt_ids.tolist()
+        probs, entropies = chosen.squeeze(1).exp().tolist(), entropies.tolist()
+        alt_probs, alt_ids = (alt_logits - norm).exp().tolist(), alt_ids.tolist()
         stats = [(probs[i], entropies[i],
                   tuple(Alternative(t, self.token_text(t), p) for t, p in zip(alt_ids[i], alt_probs[i])))
                  for i in range(len(rows))]

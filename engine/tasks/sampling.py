@@ -85,3 +85,20 @@ def entropy_bits(logp: torch.Tensor) -> torch.Tensor:
     """Entropy in bits of distributions given as log-probabilities (B, V) -> (B,)."""
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1) * LOG2E
 
+
+def log_normaliser_and_entropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the distributions softmax(``logits``) (B, V): the log of each row's normaliser (B, 1), so that a token's
+    log-probability is its logit minus it, and the entropy in bits (B,), without the (B, V) log-probabilities.
+
+    With ``z = logits - max`` and ``e = exp(z)``: log-normaliser ``max + log(sum e)``, entropy
+    ``log(sum e) - sum(e * z) / sum e``. Five passes over the logits where log_softmax and then the entropy of its
+    result took eight, each allocating (B, V): at every decoding step, for SmolLM2's 49,152 tokens."""
+    top = logits.amax(-1, keepdim=True)
+    z = logits - top
+    e = z.exp()
+    total = e.sum(-1, keepdim=True)
+    log_total = total.log()
+    # (a -inf logit has e = 0: clamped, its term is 0 * finite, not 0 * -inf = nan)
+    entropy = (log_total - (e * z.clamp_(min=torch.finfo(z.dtype).min)).sum(-1, keepdim=True) / total) * LOG2E
+    return top + log_total, entropy.squeeze(-1)
+
