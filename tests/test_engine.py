@@ -112,6 +112,32 @@ def test_device_overrides_and_refusals():
             choose_device("cuda")
 
 
+def test_cpu_policy_gives_numpys_blas_one_thread_and_leaves_torchs(monkeypatch):
+    """numpy's OpenBLAS threads spin after each call and took the cores from the worker encoding the next search
+    query (engine.device.limit_numpy_blas_threads): the CPU policy gives numpy's BLAS one thread, unless the user
+    chose its threads, and never touches torch's."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import numpy  # noqa: F401
+
+    def numpys(controller):
+        return [lib for lib in controller.select(user_api="blas").lib_controllers
+                if "torch" not in str(lib.filepath)]
+
+    if not numpys(threadpoolctl.ThreadpoolController()):
+        pytest.skip("numpy has no BLAS library that threadpoolctl can see")
+    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    torch_threads = torch.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # as numpy starts on this 2-core machine
+        choose_device("cpu", "auto")
+        assert {lib.num_threads for lib in numpys(threadpoolctl.ThreadpoolController())} == {1}
+        assert torch.get_num_threads() == torch_threads
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's choice stands
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        choose_device("cpu", "auto")
+        assert {lib.num_threads for lib in numpys(threadpoolctl.ThreadpoolController())} == {2}
+
+
 # --- the model cache -------------------------------------------------------------------------------------------
 class FakeServed:
     """Stands in for a loaded model: echoes payloads, records batch sizes."""
@@ -159,6 +185,36 @@ def test_eight_threads_asking_for_one_unloaded_model_load_it_once():
     for t in threads:
         t.join()
     assert cache.loads == 1 and len(got) == 8 and all(g is got[0] for g in got)
+
+
+def test_close_waits_until_the_worker_threads_have_ended(tmp_path):
+    """A worker thread that freed its model's tensors while Python shut down aborted the process ("terminate called
+    without an active exception", seen at the end of engine.training.bundled_qa): Engine.close() and
+    unload_all(wait_s) return only when the threads have ended, after what was queued has finished."""
+    def alive(name):
+        return any(t.name == f"worker:{name}" and t.is_alive() for t in threading.enumerate())
+
+    cache = ModelCache(lambda s: FakeServed(step_s=0.02), budget_bytes=10_000)
+    request = cache.get(spec("slow")).worker.submit({"x": 1})
+    assert alive("slow")
+    cache.unload_all(wait_s=10)
+    assert not alive("slow") and request.result(0) == {"x": 1}
+
+    engine = Engine(Settings(cache_dir=tmp_path, offline=True))
+    steps = []
+
+    def job(cancelled):
+        while not cancelled():
+            steps.append(1)
+            time.sleep(0.01)
+            yield len(steps)
+
+    engine.start_training("a job that runs until it is stopped", job)
+    while not steps:
+        time.sleep(0.01)
+    assert alive("training")
+    engine.close(wait_s=10)
+    assert not alive("training")
 
 
 def test_lru_eviction_under_a_budget():
