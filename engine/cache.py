@@ -140,20 +140,23 @@ class ModelCache:
             log.info("memory budget: evicting %s (least recently used)", victims[0].spec.name)
             self.unload(victims[0].spec.name)
 
-    def unload(self, name: str) -> bool:
-        """Unload a model: queued requests still finish, then its memory is released. False if it wasn't loaded."""
+    def unload(self, name: str, wait_s: float | None = None) -> bool:
+        """Unload a model: queued requests still finish, then its memory is released. False if it wasn't loaded.
+        ``wait_s``: also wait up to that long for its worker's thread to end (what :meth:`Engine.close` does)."""
         with self._lock:
             loaded = self._models.pop(name, None)
         if loaded is None:
             return False
         loaded.worker.close()
+        if wait_s is not None:
+            loaded.worker.join(wait_s)
         del loaded
         gc.collect()
         return True
 
-    def unload_all(self) -> None:
+    def unload_all(self, wait_s: float | None = None) -> None:
         for name in list(self._models):
-            self.unload(name)
+            self.unload(name, wait_s)
 
     def is_loaded(self, name: str) -> bool:
         return name in self._models

@@ -141,10 +141,14 @@ class Engine:
         """Unload a model by name; it loads again on next use."""
         return self.models.unload(model)
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 30.0) -> None:
+        """Stop training, unload every model, and wait (up to ``wait_s`` for each) until their worker threads have
+        ended. A worker thread that still freed its model's tensors while Python shut down took the process down
+        ("terminate called without an active exception": the thread re-took the interpreter lock mid-shutdown from
+        inside torch's C++), so a script that calls close() before it exits ends cleanly."""
         if self._training is not None:
-            self._training.close()
-        self.models.unload_all()
+            self._training.close(wait_s)
+        self.models.unload_all(wait_s)
 
     # --- training: one run at a time, its results registry models ---------------------------------------------
     @property

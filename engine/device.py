@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -117,6 +118,32 @@ def release_cpu_threads() -> None:
         lib.omp_pause_resource_all(1)  # omp_pause_soft
 
 
+def limit_numpy_blas_threads() -> int | None:
+    """Give numpy's BLAS (every BLAS library loaded but torch's own) one thread; returns how many it had, or None
+    when nothing changed.
+
+    The engine's numpy products are small (a search's 10,000 x 384 scores, a similarity matrix of at most 1,000 x
+    1,000) and run beside torch's workers, which own the cores. OpenBLAS keeps its threads spinning for a while after
+    each call, and on a 2-core CPU they took the cores from the worker encoding the next query: a search over 10,000
+    cached sentences took 108 ms (median of 21) with numpy's two BLAS threads and 19 ms with one (bench/README.md).
+    Left alone where the user chose BLAS threads (``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS``; OpenBLAS also
+    follows ``OMP_NUM_THREADS``, which is set for torch), or where threadpoolctl is missing."""
+    if any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+        return None
+    try:
+        import numpy  # noqa: F401 (threadpoolctl finds the BLAS libraries already loaded)
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    torch_dir = str(Path(torch.__file__).parent)
+    libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+            if not str(lib.filepath).startswith(torch_dir) and lib.num_threads > 1]
+    before = max((lib.num_threads for lib in libs), default=None)
+    for lib in libs:
+        lib.set_num_threads(1)
+    return before
+
+
 def _parse_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
             "float16": torch.float16, "fp16": torch.float16}[name]
@@ -176,6 +203,8 @@ def choose_device(device: str = "auto", dtype: str = "auto", threads: int | None
         encoder, ewhy = torch.bfloat16, f"this CPU has bf16 units ({units}); measured 2x faster, labels kept"
     policy = DevicePolicy(device=device, dtype=chosen, reason=f"{why}; {dwhy}", threads=threads,
                           encoder_dtype=encoder, encoder_reason=ewhy)
+    if device == "cpu" and (blas := limit_numpy_blas_threads()):
+        log.info("numpy's BLAS: %d threads -> 1 (torch's workers own the cores)", blas)
     log.info("device policy: %s", policy.describe())
     return policy
 

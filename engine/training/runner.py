@@ -89,11 +89,15 @@ class TrainingWorker:
             self._current = (request, description, time.monotonic())
         return TrainingRun(request, description)
 
-    def close(self) -> None:
+    def close(self, wait_s: float | None = None) -> None:
+        """Stop the running trainer (cancelled at its next step) and the slot's thread; ``wait_s``: wait up to that
+        long for the thread to end."""
         current = self._current
         if current is not None:
             current[0].cancel()
         self._worker.close()
+        if wait_s is not None:
+            self._worker.join(wait_s)
 
     @staticmethod
     def _run_batch(requests: list[Request]) -> None:
