@@ -125,7 +125,8 @@ def limit_numpy_blas_threads() -> int | None:
     The engine's numpy products are small (a search's 10,000 x 384 scores, a similarity matrix of at most 1,000 x
     1,000) and run beside torch's workers, which own the cores. OpenBLAS keeps its threads spinning for a while after
     each call, and on a 2-core CPU they took the cores from the worker encoding the next query: a search over 10,000
-    cached sentences took 108 ms (median of 21) with numpy's two BLAS threads and 19 ms with one (bench/README.md).
+    cached sentences took 110.6 ms (median of 21) with numpy's two BLAS threads and 28.2 ms with one
+    (bench/README.md, the AMX Xeon).
     Left alone where the user chose BLAS threads (``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS``; OpenBLAS also
     follows ``OMP_NUM_THREADS``, which is set for torch), or where threadpoolctl is missing."""
     if any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):

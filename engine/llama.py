@@ -129,9 +129,10 @@ class LlamaDecoder:
         for each product inductor times its own C++ kernel (on the CPU: micro-kernels with the weights packed for
         them, int8 ones included) against ATen's and keeps the faster on this device. On the EPYC of bench/README.md
         SmolLM2's int8 products at batch 1 took 3.9 ms against 10.4 through torch's int8 kernel, and int8 decoding
-        went from 58 to 144 tokens/s, fp32 from 33 to 52 (the step's fp32 products made plain Linear layers for
-        it: :meth:`_plain_products`), int4 from 76 to 131. It costs one to three minutes at load and a copy of the
-        weights (the graph's constants beside the model's own, which the prefill uses)."""
+        went from 63 to 163 tokens/s, fp32 from 34 to 80 (the step's fp32 products made plain Linear layers for
+        it: :meth:`_plain_products`), int4 from 78 to 146 (bench/README.md, ninth pass). It costs 40 s to three
+        minutes at load and a copy of the weights (the graph's constants beside the model's own, which the prefill
+        uses)."""
         import time
 
         import torch._dynamo.config
