@@ -147,9 +147,7 @@ class ModelCache:
             loaded = self._models.pop(name, None)
         if loaded is None:
             return False
-        loaded.worker.close()
-        if wait_s is not None:
-            loaded.worker.join(wait_s)
+        loaded.worker.close(wait_s)
         del loaded
         gc.collect()
         return True

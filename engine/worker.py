@@ -141,13 +141,15 @@ class Worker:
     def pending(self) -> int:
         return self._queue.qsize() + len(self._held)
 
-    def close(self) -> None:
-        """Finish what is queued, then stop the thread."""
+    def close(self, wait_s: float | None = None) -> None:
+        """Finish what is queued, then stop the thread; ``wait_s``: wait up to that long for the thread to end."""
         self._closed = True
         try:
             self._queue.put_nowait(None)
         except queue.Full:
             threading.Thread(target=self._queue.put, args=(None,), daemon=True).start()
+        if wait_s is not None:
+            self.join(wait_s)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

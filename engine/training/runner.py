@@ -95,9 +95,7 @@ class TrainingWorker:
         current = self._current
         if current is not None:
             current[0].cancel()
-        self._worker.close()
-        if wait_s is not None:
-            self._worker.join(wait_s)
+        self._worker.close(wait_s)
 
     @staticmethod
     def _run_batch(requests: list[Request]) -> None:
